@@ -1,0 +1,71 @@
+# Finds what ember builds against. Each dependency is a Debian package (scripts/deps.sh installs them).
+include_guard(GLOBAL)
+
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(ZLIB REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+# Note [OpenBLAS flavour]
+# ember's CPU loops use OpenMP. Debian's default OpenBLAS is the pthreads build, whose threads spin for
+# ~0.1 s after every threaded GEMM and then fight OpenMP's threads for the cores (measured: a 1M-float
+# add right after a GEMM took 15x longer, a CNN training step 2x). The OpenMP build of OpenBLAS
+# (libopenblas-openmp-dev) shares OpenMP's thread pool, so we link that one by its full path (the
+# directory lands in the RPATH, so the loader does not pick the pthreads build through the
+# libopenblas.so.0 alternative). Without it we fall back to whatever FindBLAS finds, with a warning.
+set(_ember_openblas_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
+find_library(EMBER_OPENBLAS_LIBRARY NAMES openblas PATHS ${_ember_openblas_dir} NO_DEFAULT_PATH)
+find_path(EMBER_CBLAS_INCLUDE_DIR cblas.h PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
+          NO_DEFAULT_PATH)
+if(EMBER_OPENBLAS_LIBRARY AND EMBER_CBLAS_INCLUDE_DIR)
+  set(EMBER_BLAS_LIBRARIES ${EMBER_OPENBLAS_LIBRARY})
+  set(EMBER_BLAS_OPENMP ON)
+else()
+  message(WARNING "ember: the OpenMP build of OpenBLAS (Debian: libopenblas-openmp-dev) was not found; using "
+                  "the default BLAS, whose threads may contend with OpenMP")
+  set(BLA_VENDOR OpenBLAS)
+  find_package(BLAS REQUIRED)
+  set(EMBER_BLAS_LIBRARIES ${BLAS_LIBRARIES})
+  unset(EMBER_CBLAS_INCLUDE_DIR CACHE)
+  find_path(EMBER_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread x86_64-linux-gnu/openblas-pthread
+            REQUIRED)
+  set(EMBER_BLAS_OPENMP OFF)
+endif()
+
+# The CUDA backend: AUTO builds it whenever nvcc is found, ON insists on it, OFF never builds it.
+set(EMBER_WITH_CUDA OFF)
+if(NOT EMBER_CUDA MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "EMBER_CUDA must be AUTO, ON or OFF (got '${EMBER_CUDA}')")
+endif()
+if(NOT EMBER_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    # "90" is sm_90 SASS plus compute_90 PTX (H100/H200; the PTX lets newer GPUs JIT it). It must be set
+    # before enable_language: CUDA 13 dropped the architectures CMake 3.25 would otherwise probe with.
+    set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures to build for (90 = sm_90 + PTX)")
+    enable_language(CUDA)
+    # Note [CUDA 20 with CMake 3.25]: CMake 3.25 knows no C++20 flag for nvcc (3.26 does), so a target
+    # with .cu files and cxx_std_20 fails to generate with "requires the language dialect CUDA20".
+    # nvcc >= 12 accepts -std=c++20; tell CMake so. Newer CMake defines these itself.
+    if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    endif()
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    set(CMAKE_CUDA_EXTENSIONS OFF)
+    find_package(CUDAToolkit REQUIRED)
+    find_package(CUDNN 9 REQUIRED)
+    find_package(NCCL REQUIRED)
+    set(EMBER_WITH_CUDA ON)
+  elseif(EMBER_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "EMBER_CUDA=ON but no CUDA compiler (nvcc) was found; put nvcc on PATH (or set "
+                        "CUDACXX=/path/to/nvcc), or configure with -DEMBER_CUDA=OFF")
+  endif()
+endif()
+if(EMBER_WITH_CUDA)
+  message(STATUS "ember: CUDA backend ON (EMBER_CUDA=${EMBER_CUDA}, nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
+                 "architectures ${CMAKE_CUDA_ARCHITECTURES})")
+else()
+  message(STATUS "ember: CUDA backend OFF (EMBER_CUDA=${EMBER_CUDA}); every CUDA request throws ember::Error")
+endif()

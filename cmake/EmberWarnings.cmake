@@ -1,0 +1,15 @@
+# Warnings for ember's own targets: -Wall -Wextra (-Werror unless EMBER_WERROR is OFF).
+function(ember_set_warnings target)
+  set(cxx_flags -Wall -Wextra)
+  if(EMBER_WERROR)
+    list(APPEND cxx_flags -Werror)
+  endif()
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${cxx_flags}>)
+  if(EMBER_WITH_CUDA)
+    # Host-side warnings of .cu files go through nvcc to the host compiler.
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall>)
+    if(EMBER_WERROR)
+      target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Werror=all-warnings>)
+    endif()
+  endif()
+endfunction()

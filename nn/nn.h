@@ -1,0 +1,22 @@
+// nn: modules, layers, functional forms, init, optimizers and checkpoints (included by ember.h).
+#pragma once
+
+#include "nn/cloneable.h"
+#include "nn/containers.h"
+#include "nn/functional.h"
+#include "nn/holder.h"
+#include "nn/init.h"
+#include "nn/layers/activation.h"
+#include "nn/layers/conv.h"
+#include "nn/layers/dropout.h"
+#include "nn/layers/embedding.h"
+#include "nn/layers/flatten.h"
+#include "nn/layers/linear.h"
+#include "nn/layers/norm.h"
+#include "nn/layers/pool.h"
+#include "nn/module.h"
+#include "nn/optim/adam.h"
+#include "nn/optim/lr_scheduler.h"
+#include "nn/optim/optimizer.h"
+#include "nn/optim/sgd.h"
+#include "nn/serialize.h"

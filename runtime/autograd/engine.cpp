@@ -1,0 +1,388 @@
+// The autograd engine (Note [Engine] in engine.h): dependency counting, ready queues, device workers.
+#include "runtime/autograd/engine.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "runtime/cuda/cuda.h"
+#include "runtime/cuda/guard.h"
+#include "runtime/cuda/stream.h"
+#include "runtime/factory.h"
+
+namespace ember::autograd {
+
+namespace {
+
+struct GraphTask;
+
+// A node whose inputs are complete, with those inputs.
+struct ReadyItem {
+  std::shared_ptr<GraphTask> task;
+  std::shared_ptr<Node> node;
+  tensor_list inputs;
+};
+
+class ReadyQueue {
+ public:
+  void push(ReadyItem item) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      items_.push_back(std::move(item));
+    }
+    cv_.notify_one();
+  }
+  // Blocks until an item is available or `stop` becomes true (returns false then).
+  template <class Pred>
+  bool pop(ReadyItem& out, Pred stop) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return !items_.empty() || stop(); });
+    if (items_.empty()) return false;
+    out = std::move(items_.front());
+    items_.pop_front();
+    return true;
+  }
+  void notify_all() {
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<ReadyItem> items_;
+};
+
+struct GraphTask {
+  std::mutex mutex;
+  bool retain_graph = false;
+  Device home_device;  // nodes on this device run on the calling thread
+  // Per node: remaining incoming edges, and the gradient buffer (one slot per node input).
+  std::unordered_map<Node*, int> dependencies;
+  std::unordered_map<Node*, tensor_list> buffers;
+  int outstanding = 0;  // nodes queued or running
+  std::exception_ptr error;
+  bool finished = false;
+  ReadyQueue local_queue;  // drained by the thread that called backward
+
+  // For grad(): edges whose gradient is captured instead of flowing on, and the nodes that must
+  // run to reach them (empty: run everything, i.e. backward()).
+  std::unordered_map<Node*, std::vector<std::pair<uint32_t, size_t>>> captures;  // node -> (input_nr, slot)
+  std::unordered_set<Node*> needed;
+  bool capture_mode = false;
+  tensor_list captured;
+};
+
+// Worker threads for devices other than the caller's. Created on first use, joined at exit.
+class DeviceWorkers {
+ public:
+  ~DeviceWorkers() {
+    stopping_ = true;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [id, worker] : workers_) worker->queue.notify_all();
+    for (auto& [id, worker] : workers_)
+      if (worker->thread.joinable()) worker->thread.join();
+  }
+
+  ReadyQueue& queue_for(Device device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& slot = workers_[device.flat_index()];
+    if (!slot) {
+      slot = std::make_unique<Worker>();
+      Worker* w = slot.get();
+      w->thread = std::thread([this, w, device] { run(w, device); });
+    }
+    return slot->queue;
+  }
+
+ private:
+  struct Worker {
+    ReadyQueue queue;
+    std::thread thread;
+  };
+  void run(Worker* w, Device device);
+
+  std::mutex mutex_;
+  std::atomic<bool> stopping_{false};
+  std::unordered_map<int, std::unique_ptr<Worker>> workers_;
+};
+
+DeviceWorkers& workers() {
+  static DeviceWorkers instance;
+  return instance;
+}
+
+// Adds `grad` into slot `i` of `buffer` (summing gradients that reach the same input).
+void accumulate_into(tensor_list& buffer, size_t i, Tensor grad) {
+  if (!grad.defined()) return;
+  if (!buffer[i].defined()) {
+    buffer[i] = std::move(grad);
+  } else {
+    buffer[i] = buffer[i] + grad;
+  }
+}
+
+void validate_output(const Node& node, size_t i, Tensor& grad, const InputMeta& meta) {
+  if (!grad.defined()) return;
+  if (grad.sizes() != meta.sizes.ref()) {
+    // A gradient that is a broadcast of the expected shape is summed down (as PyTorch does).
+    EMBER_CHECK(grad.numel() > 0 || product(meta.sizes) == 0, "autograd: function ", node.name(),
+                " returned an invalid gradient at index ", i, ": got shape ", grad.sizes(), " but expected ",
+                meta.sizes);
+    grad = sum_to(grad, meta.sizes);
+    EMBER_CHECK(grad.sizes() == meta.sizes.ref(), "autograd: function ", node.name(),
+                " returned an invalid gradient at index ", i, ": got shape ", grad.sizes(), " but expected ",
+                meta.sizes);
+  }
+  EMBER_CHECK(grad.dtype() == meta.dtype, "autograd: function ", node.name(), " returned a gradient of dtype ",
+              grad.dtype(), " at index ", i, " but the input has dtype ", meta.dtype);
+  if (grad.device() != meta.device) grad = grad.to(meta.device);
+}
+
+void dispatch_ready(const std::shared_ptr<GraphTask>& task, std::shared_ptr<Node> node, tensor_list inputs);
+
+// Runs one node and hands its gradients on. Errors end the task.
+void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>& node, tensor_list inputs) {
+  try {
+    bool skip;
+    {
+      std::lock_guard<std::mutex> lock(task->mutex);
+      skip = task->error != nullptr;
+    }
+    if (!skip) {
+      tensor_list outputs;
+      {
+        NoGradGuard no_grad;
+        DeviceGuard device_guard(node->device());
+        std::unique_ptr<cuda::StreamGuard> stream_guard;
+        if (node->device().is_cuda())
+          stream_guard = std::make_unique<cuda::StreamGuard>(cuda::Stream(node->device(), node->stream()));
+        if (node->has_pre_hooks()) node->run_pre_hooks(inputs);
+        if (node->released())
+          EMBER_THROW("autograd: trying to backward through the graph a second time (node ", node->name(),
+                      "): its saved tensors were freed by the first backward; pass retain_graph=true to the "
+                      "first backward() if you need to call it twice");
+        outputs = node->apply(std::move(inputs));
+        if (!task->retain_graph && !node->is_accumulate_grad()) node->mark_released();
+      }
+      const auto& edges = node->next_edges();
+      EMBER_CHECK(outputs.size() == edges.size(), "autograd: function ", node->name(), " returned ", outputs.size(),
+                  " gradients but has ", edges.size(), " inputs");
+      for (size_t i = 0; i < edges.size(); ++i) {
+        const Edge& e = edges[i];
+        if (!e.valid()) continue;
+        validate_output(*node, i, outputs[i], e.fn->input_meta()[e.input_nr]);
+      }
+      // Hand gradients on; collect nodes that became ready.
+      std::vector<std::pair<std::shared_ptr<Node>, tensor_list>> ready;
+      {
+        std::lock_guard<std::mutex> lock(task->mutex);
+        for (size_t i = 0; i < edges.size(); ++i) {
+          const Edge& e = edges[i];
+          if (!e.valid()) continue;
+          auto dep = task->dependencies.find(e.fn.get());
+          if (dep == task->dependencies.end()) continue;  // not part of this task (grad(): pruned)
+          auto& buffer = task->buffers[e.fn.get()];
+          if (buffer.empty()) buffer.resize(e.fn->num_inputs());
+          accumulate_into(buffer, e.input_nr, std::move(outputs[i]));
+          if (--dep->second == 0) {
+            ready.emplace_back(e.fn, std::move(buffer));
+            task->buffers.erase(e.fn.get());
+          }
+        }
+      }
+      for (auto& [next, next_inputs] : ready) dispatch_ready(task, std::move(next), std::move(next_inputs));
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(task->mutex);
+    if (!task->error) task->error = std::current_exception();
+  }
+  bool done;
+  {
+    std::lock_guard<std::mutex> lock(task->mutex);
+    done = --task->outstanding == 0;
+    if (done) task->finished = true;
+  }
+  if (done) task->local_queue.notify_all();
+}
+
+// A node's inputs are complete: capture what grad() asked for, then queue it on its device.
+void dispatch_ready(const std::shared_ptr<GraphTask>& task, std::shared_ptr<Node> node, tensor_list inputs) {
+  if (task->capture_mode) {
+    std::lock_guard<std::mutex> lock(task->mutex);
+    auto c = task->captures.find(node.get());
+    if (c != task->captures.end())
+      for (auto [input_nr, slot] : c->second) task->captured[slot] = inputs[input_nr];
+    if (!task->needed.count(node.get())) return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(task->mutex);
+    ++task->outstanding;
+  }
+  ReadyItem item{task, std::move(node), std::move(inputs)};
+  if (item.node->device() == task->home_device) {
+    task->local_queue.push(std::move(item));
+  } else {
+    workers().queue_for(item.node->device()).push(std::move(item));
+  }
+}
+
+void DeviceWorkers::run(Worker* w, Device device) {
+  if (device.is_cuda()) {
+    // The worker's current device is its own for its lifetime.
+    try {
+      cuda::set_device(device.index());
+    } catch (...) {
+    }
+  }
+  while (true) {
+    ReadyItem item;
+    if (!w->queue.pop(item, [this] { return stopping_.load(); })) return;
+    execute(item.task, item.node, std::move(item.inputs));
+  }
+}
+
+// Counts incoming edges of every node reachable from `roots`.
+void compute_dependencies(GraphTask& task, const std::vector<Node*>& roots) {
+  std::vector<Node*> stack;
+  std::unordered_set<Node*> seen;
+  for (Node* r : roots)
+    if (seen.insert(r).second) stack.push_back(r);
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    task.dependencies.try_emplace(n, 0);
+    for (const Edge& e : n->next_edges()) {
+      if (!e.valid()) continue;
+      ++task.dependencies[e.fn.get()];
+      if (seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
+    }
+  }
+}
+
+// Marks the nodes from which a captured edge can be reached (grad()): only they need to run.
+void compute_needed(GraphTask& task, const std::vector<Node*>& roots) {
+  std::unordered_map<Node*, bool> memo;
+  std::function<bool(Node*)> visit = [&](Node* n) -> bool {
+    auto it = memo.find(n);
+    if (it != memo.end()) return it->second;
+    memo[n] = false;  // cycles cannot occur; this just guards re-entry
+    bool need = false;
+    for (const Edge& e : n->next_edges()) {
+      if (!e.valid()) continue;
+      const bool captured_here = task.captures.count(e.fn.get()) > 0;
+      const bool downstream = visit(e.fn.get());
+      need = need || captured_here || downstream;
+    }
+    memo[n] = need;
+    if (need) task.needed.insert(n);
+    return need;
+  };
+  for (Node* r : roots) visit(r);
+}
+
+tensor_list run_backward(const tensor_list& roots, const tensor_list& grad_roots, bool retain_graph,
+                         const tensor_list* inputs, bool allow_unused) {
+  EMBER_CHECK(!roots.empty(), "backward: no tensors given");
+  EMBER_CHECK(grad_roots.empty() || grad_roots.size() == roots.size(), "backward: got ", roots.size(),
+              " tensors but ", grad_roots.size(), " gradients");
+  auto task = std::make_shared<GraphTask>();
+  task->retain_graph = retain_graph;
+  task->home_device = roots[0].device();
+
+  // Root edges and their gradients.
+  std::vector<Edge> root_edges;
+  tensor_list root_grads;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& r = roots[i];
+    EMBER_CHECK(r.defined(), "backward: tensor ", i, " is undefined");
+    EMBER_CHECK(r.requires_grad(), "backward: element ", i,
+                " of tensors does not require grad and does not have a grad_fn (it was not computed from a tensor "
+                "with requires_grad_(), or grad mode was off)");
+    Tensor g = grad_roots.empty() ? Tensor() : grad_roots[i];
+    if (!g.defined()) {
+      EMBER_CHECK(r.numel() == 1, "backward: grad can be implicitly created only for scalar outputs; the tensor has "
+                  "shape ", r.sizes(), ", so pass a gradient of that shape");
+      g = ones_like(r);
+    } else {
+      EMBER_CHECK(g.sizes() == r.sizes(), "backward: the gradient has shape ", g.sizes(), " but the tensor has shape ",
+                  r.sizes());
+      EMBER_CHECK(g.dtype() == r.dtype(), "backward: the gradient has dtype ", g.dtype(), " but the tensor has dtype ",
+                  r.dtype());
+      EMBER_CHECK(g.device() == r.device(), "backward: the gradient is on ", g.device(), " but the tensor is on ",
+                  r.device());
+    }
+    root_edges.push_back(gradient_edge(r));
+    root_grads.push_back(g.detach());
+  }
+
+  if (inputs) {
+    task->capture_mode = true;
+    task->captured.resize(inputs->size());
+    for (size_t i = 0; i < inputs->size(); ++i) {
+      const Tensor& in = (*inputs)[i];
+      EMBER_CHECK(in.defined() && in.requires_grad(), "grad: input ", i, " does not require grad");
+      Edge e = gradient_edge(in);
+      task->captures[e.fn.get()].emplace_back(e.input_nr, i);
+    }
+  }
+
+  // A synthetic root node whose next edges are the roots': the graph then has one entry point.
+  struct GraphRoot final : Node {
+    tensor_list grads;
+    std::string name() const override { return "GraphRoot"; }
+    tensor_list apply(tensor_list&&) override { return grads; }
+  };
+  auto root = std::make_shared<GraphRoot>();
+  root->grads = root_grads;
+  root->mutable_next_edges() = root_edges;
+  root->set_device(task->home_device);
+
+  compute_dependencies(*task, {root.get()});
+  if (task->capture_mode) {
+    compute_needed(*task, {root.get()});
+    task->needed.insert(root.get());  // runs even when no input is reachable (then all are unused)
+  }
+  // The caller runs nodes of the home device; keep the caller's current device/stream meaning.
+  dispatch_ready(task, root, {});
+
+  // Drain the local queue until the whole task is finished.
+  while (true) {
+    ReadyItem item;
+    const bool got = task->local_queue.pop(item, [&] {
+      std::lock_guard<std::mutex> lock(task->mutex);
+      return task->finished;
+    });
+    if (!got) break;
+    execute(item.task, item.node, std::move(item.inputs));
+  }
+  {
+    std::lock_guard<std::mutex> lock(task->mutex);
+    if (task->error) std::rethrow_exception(task->error);
+  }
+  if (inputs && !allow_unused) {
+    for (size_t i = 0; i < task->captured.size(); ++i)
+      EMBER_CHECK(task->captured[i].defined(), "grad: input ", i,
+                  " was not used in the graph (pass allow_unused=true to get an undefined gradient)");
+  }
+  return task->captured;
+}
+
+}  // namespace
+
+void backward(const tensor_list& roots, const tensor_list& grad_roots, bool retain_graph) {
+  run_backward(roots, grad_roots, retain_graph, nullptr, false);
+}
+
+tensor_list grad(const tensor_list& outputs, const tensor_list& inputs, const tensor_list& grad_outputs,
+                 bool retain_graph, bool allow_unused) {
+  return run_backward(outputs, grad_outputs, retain_graph, &inputs, allow_unused);
+}
+
+}  // namespace ember::autograd

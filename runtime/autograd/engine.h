@@ -1,0 +1,23 @@
+// The autograd engine: runs the backward graph in dependency order, one worker thread per extra device.
+#pragma once
+
+#include <vector>
+
+#include "runtime/autograd/node.h"
+
+namespace ember::autograd {
+
+// Note [Engine]
+// backward() counts, for every node reachable from the roots, how many edges lead into it, then
+// runs nodes whose gradients are complete. Nodes on the root's device run on the calling thread;
+// nodes on other devices (cuda:N, or logical cpu:N) run on that device's worker thread, so that
+// the devices of a multi-device graph (DataParallel replicas) work in parallel. Gradients for the
+// same node input are summed. Without retain_graph, every node that ran is released, and running
+// it again is an error. Several threads may run backward on independent graphs at once.
+void backward(const tensor_list& roots, const tensor_list& grad_roots, bool retain_graph);
+
+// Sum of gradients of `outputs` w.r.t. `inputs` without touching .grad (torch.autograd.grad).
+tensor_list grad(const tensor_list& outputs, const tensor_list& inputs, const tensor_list& grad_outputs = {},
+                 bool retain_graph = false, bool allow_unused = false);
+
+}  // namespace ember::autograd

@@ -1,0 +1,399 @@
+// conv2d (op and nn::functional) and nn::Conv2d: known values, gradcheck, printing, bad input, CUDA vs CPU.
+#include "kernels/conv.h"
+
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+#include "nn/functional/conv.h"
+#include "nn/layers/conv.h"
+#include "tests/testing.h"
+
+namespace ember {
+namespace {
+
+using testing::all_close;
+using testing::gradcheck;
+using testing::rand_leaf;
+using testing::values_are;
+namespace F = nn::functional;
+
+// The deterministic input of tests/nn/data/conv_pool_reference.py: value i = scale * sin(0.7 * i + offset).
+Tensor pattern(IntArrayRef shape, double scale, double offset, const TensorOptions& options) {
+  std::vector<double> v(static_cast<size_t>(product(shape)));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = scale * std::sin(0.7 * static_cast<double>(i) + offset);
+  return tensor(v).view(shape).to(options);
+}
+
+// Direct convolution in double loops: the reference the GEMM path is checked against.
+Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, IntArrayRef stride, IntArrayRef padding,
+                    IntArrayRef dilation, int64_t groups) {
+  const std::vector<double> xv = x.to_vector<double>(), wv = w.to_vector<double>();
+  const std::vector<double> bv = b.defined() ? b.to_vector<double>() : std::vector<double>();
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
+  const int64_t k = w.size(0), cg = w.size(1), kh = w.size(2), kw = w.size(3), mg = k / groups;
+  const int64_t ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
+  const int64_t wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
+  std::vector<double> out(static_cast<size_t>(n * k * ho * wo));
+  for (int64_t in = 0; in < n; ++in)
+    for (int64_t co = 0; co < k; ++co)
+      for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t ow = 0; ow < wo; ++ow) {
+          double acc = bv.empty() ? 0.0 : bv[co];
+          const int64_t gi = co / mg;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t ih = oh * stride[0] - padding[0] + i * dilation[0];
+                const int64_t iw = ow * stride[1] - padding[1] + j * dilation[1];
+                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+                acc += xv[((in * c + gi * cg + ci) * h + ih) * wd + iw] * wv[((co * cg + ci) * kh + i) * kw + j];
+              }
+          out[((in * k + co) * ho + oh) * wo + ow] = acc;
+        }
+  return tensor(out).view({n, k, ho, wo});
+}
+
+class ConvTest : public testing::DeviceTest {};
+
+TEST_P(ConvTest, StrideTwoPaddingOneWithBias) {
+  const Tensor x = pattern({1, 2, 5, 5}, 1.0, 0.0, opts(kFloat64));
+  const Tensor w = pattern({3, 2, 3, 3}, 0.5, 1.0, opts(kFloat64));
+  const Tensor b = tensor({0.1, -0.2, 0.3}).to(opts(kFloat64));
+  const std::vector<double> expected = {
+      0.213650516584,  -0.698417277608, 0.555251992188,  -0.495588495118, -1.701920384338, -0.759092361132,
+      -1.758774157699, -2.142054734119, -0.057002807709, -0.075619195089, -1.068069612099, 0.184315238342,
+      -0.825709908142, -2.076374266697, -1.104202140274, -2.058723338788, -2.482519744937, -0.36407009137,
+      0.434970439817,  -0.6367403083,   0.61294388968,   -0.355123750257, -1.648706290623, -0.648289421417,
+      -1.556570621626, -2.020403616239, 0.129048160187};
+  EXPECT_TRUE(values_are(conv2d(x, w, b, 2, 1), {1, 3, 3, 3}, expected, 1e-9, 1e-10));
+  // float32 runs the same path in single precision.
+  EXPECT_TRUE(
+      values_are(conv2d(x.to(kFloat32), w.to(kFloat32), b.to(kFloat32), 2, 1), {1, 3, 3, 3}, expected, 1e-5, 1e-5));
+  // The functional spellings give the same.
+  EXPECT_TRUE(all_close(F::conv2d(x, w, F::Conv2dFuncOptions().bias(b).stride(2).padding(1)), conv2d(x, w, b, 2, 1)));
+  EXPECT_TRUE(all_close(F::conv2d(x, w, b, {2, 2}, {1, 1}), conv2d(x, w, b, 2, 1)));
+}
+
+TEST_P(ConvTest, DilationAsymmetricStrideNoBias) {
+  const Tensor x = pattern({1, 1, 6, 7}, 1.0, 0.0, opts(kFloat64));
+  const Tensor w = pattern({2, 1, 3, 3}, 1.0, 0.5, opts(kFloat64));
+  const std::vector<double> expected = {
+      0.037497478603,  1.696733316904,  0.600990097145, -0.470187171386, -0.582855160227, 1.558760440527,
+      1.204402238312,  -1.132699629182, 0.06736704573,  0.424115631393,  0.987227707918,  -0.454551325967,
+      -1.778700824186, 0.779708520157,  0.616902459453, -1.320738036414, -1.581555091431, -0.519243610296,
+      -0.002298162727, 1.681391221674,  0.601566698631, -0.478299013041, -0.613512603516, 1.528615534416,
+      1.240204401983,  -1.112232175265, 0.066133325352, 0.438521470901,  1.009226811262,  -0.41407222669,
+      -1.800087091236, 0.749981067785,  0.622501119039, -1.325927263621, -1.599438852862, -0.554780252304};
+  EXPECT_TRUE(values_are(conv2d(x, w, {}, {1, 2}, {2, 1}, 2), {1, 2, 6, 3}, expected, 1e-9, 1e-10));
+}
+
+TEST_P(ConvTest, Groups) {
+  const Tensor x = pattern({2, 4, 4, 4}, 1.0, 0.0, opts(kFloat64));
+  const Tensor w = pattern({4, 2, 2, 2}, 1.0, 2.0, opts(kFloat64));
+  const Tensor b = tensor({0.5, 0.25, -0.5, 1.0}).to(opts(kFloat64));
+  const std::vector<double> expected = {
+      2.795207806206,  3.006883921259,  2.039533357002,  -1.271867634027, -2.058514432651, -1.641851915708,
+      1.54377873277,   2.814494993475,  2.996668093767,  1.746835453053,  1.726512035046,  1.01176193582,
+      -0.98788645345,  -1.332318860652, -0.932561983275, 1.08589309025,   1.75528032609,   1.716710703915,
+      -0.378165413288, -0.182588206957, -0.13629472659,  -0.498198694354, -0.736187051539, -0.863092947861,
+      -0.625229047556, -0.372330359969, -0.179476698981, 2.767122482543,  2.620350508036,  1.711502370925,
+      -0.525258432238, -0.801187542209, -0.229990006748, 2.107142657752,  2.773887775972,  2.606345755391,
+      2.920664741212,  1.786554522632,  0.047357609089,  -2.07453340909,  -1.459269012414, 0.077470215223,
+      2.930901048472,  2.90557954712,   1.748876396541,  1.649299605726,  0.843549544704,  -0.241356141659,
+      -1.316328404815, -0.80081872934,  0.208907414039,  1.802359625954,  1.636660220849,  0.818792846715,
+      -0.162739668114, -0.145963090471, -0.295695603359, -0.767810262728, -0.868149507913, -0.795342287031,
+      -0.33258670668,  -0.160279527406, -0.147748194671, 2.512927433846,  1.510410965981,  0.267840245424,
+      -0.761813637109, -0.064634489345, 1.133258894131,  2.807112904113,  2.495833835033,  1.481040740289};
+  EXPECT_TRUE(values_are(conv2d(x, w, b, 1, 0, 1, 2), {2, 4, 3, 3}, expected, 1e-9, 1e-10));
+}
+
+TEST_P(ConvTest, UnbatchedInputRectangularKernel) {
+  const Tensor x = pattern({3, 7, 8}, 1.0, 0.0, opts(kFloat64));
+  const Tensor w = pattern({2, 3, 2, 3}, 0.3, 0.2, opts(kFloat64));
+  const std::vector<double> expected = {0.179112808174, 0.706783957397, -0.902217075567, 0.225452338885,
+                                        0.202116904479, 0.692598424033, -0.910169989485, 0.248276934584};
+  EXPECT_TRUE(values_are(conv2d(x, w, {}, 3), {2, 2, 2}, expected, 1e-9, 1e-10));
+}
+
+TEST_P(ConvTest, MatchesDirectConvolution) {
+  manual_seed(3);
+  struct Case {
+    std::vector<int64_t> x, w;
+    std::vector<int64_t> stride, padding, dilation;
+    int64_t groups;
+    bool bias;
+  };
+  const std::vector<Case> cases = {
+      {{3, 5, 9, 11}, {6, 5, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+      {{2, 6, 13, 7}, {4, 3, 3, 2}, {2, 1}, {0, 2}, {1, 3}, 2, false},
+      {{1, 4, 8, 8}, {8, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 4, true},  // depthwise
+      {{2, 3, 7, 7}, {5, 3, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, true},  // 1x1
+      {{2, 2, 5, 6}, {3, 2, 5, 6}, {1, 1}, {0, 0}, {1, 1}, 1, true},  // kernel = whole input
+      {{2, 3, 6, 5}, {2, 3, 3, 3}, {3, 2}, {2, 2}, {2, 1}, 1, true},  // padding wider than the data reach
+  };
+  for (const Case& c : cases) {
+    const Tensor x = randn(c.x, opts(kFloat64)), w = randn(c.w, opts(kFloat64));
+    const Tensor b = c.bias ? randn({c.w[0]}, opts(kFloat64)) : Tensor();
+    const Tensor ref =
+        naive_conv2d(x.cpu(), w.cpu(), c.bias ? b.cpu() : Tensor(), c.stride, c.padding, c.dilation, c.groups);
+    EXPECT_TRUE(all_close(conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups), ref, 1e-10, 1e-10))
+        << "input " << x.sizes() << " weight " << w.sizes();
+  }
+}
+
+TEST_P(ConvTest, LargeBatch) {
+  // Enough work that the CPU path may spread the images over threads (Note [CPU convolution]).
+  manual_seed(4);
+  const Tensor x = randn({160, 3, 32, 32}, opts()), w = randn({4, 3, 3, 3}, opts()), b = randn({4}, opts());
+  const Tensor ref = naive_conv2d(x.cpu(), w.cpu(), b.cpu(), {1, 1}, {1, 1}, {1, 1}, 1);
+  const Tensor y = conv2d(x, w, b, 1, 1);
+  EXPECT_TRUE(all_close(y, ref, 1e-4, 1e-4));
+  // Backward over several chunks: the weight gradient sums all images.
+  const Tensor xl = x.detach().requires_grad_(), wl = w.detach().requires_grad_(), bl = b.detach().requires_grad_();
+  conv2d(xl, wl, bl, 1, 1).sum().backward();
+  // d(sum)/db = N * H * W per channel; d(sum)/dw[co, c, i, j] = sum of the input window shifted by (i, j).
+  EXPECT_TRUE(values_are(bl.grad(), {4}, {160.0 * 1024, 160.0 * 1024, 160.0 * 1024, 160.0 * 1024}, 1e-6, 1e-3));
+  const Tensor xs = x.cpu().to(kFloat64);
+  const Tensor center = xs.sum({0, 2, 3});  // tap (1, 1) sees every input pixel once
+  EXPECT_TRUE(all_close(wl.grad().cpu().select(3, 1).select(2, 1).select(0, 2), center, 1e-4, 1e-2));
+}
+
+TEST_P(ConvTest, GradcheckAllArguments) {
+  manual_seed(5);
+  const Tensor x = rand_leaf({2, 4, 7, 6}, device());
+  const Tensor w = rand_leaf({6, 2, 3, 2}, device());
+  const Tensor b = rand_leaf({6}, device());
+  EXPECT_TRUE(gradcheck(
+      [](const std::vector<Tensor>& in) {
+        return conv2d(in[0], in[1], in[2], {2, 1}, {1, 2}, {1, 2}, 2);
+      },
+      {x, w, b}));
+}
+
+TEST_P(ConvTest, GradcheckNoBiasUnbatchedAndNonContiguous) {
+  manual_seed(6);
+  const Tensor w = rand_leaf({3, 2, 3, 3}, device());
+  const Tensor x3 = rand_leaf({2, 5, 7}, device());
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], {}, 1, 1); }, {x3, w}));
+  // A transposed view of the input (H and W swapped) and a strided slice of the weight.
+  const Tensor xt = rand_leaf({1, 2, 7, 5}, device());
+  const Tensor wide = rand_leaf({3, 2, 3, 6}, device());
+  EXPECT_TRUE(gradcheck(
+      [](const std::vector<Tensor>& in) {
+        return conv2d(in[0].transpose(2, 3), in[1].slice(3, 0, 6, 2), {}, {1, 2}, 0);
+      },
+      {xt, wide}));
+}
+
+TEST_P(ConvTest, GradcheckPointwiseGroups) {
+  // A 1x1 kernel with stride 1 and no padding reads the input in place (no im2col) on the CPU.
+  manual_seed(11);
+  const Tensor x = rand_leaf({3, 4, 5, 3}, device());
+  const Tensor w = rand_leaf({6, 2, 1, 1}, device());
+  const Tensor b = rand_leaf({6}, device());
+  EXPECT_TRUE(
+      gradcheck([](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], 1, 0, 1, 2); }, {x, w, b}));
+}
+
+TEST_P(ConvTest, GradientsOnlyWhereNeeded) {
+  manual_seed(7);
+  const Tensor x = randn({2, 3, 5, 5}, opts());
+  const Tensor w = randn({4, 3, 3, 3}, opts()).requires_grad_();
+  conv2d(x, w, {}, 1, 1).sum().backward();
+  EXPECT_TRUE(w.grad().defined());
+  EXPECT_EQ(w.grad().sizes(), w.sizes());
+  EXPECT_FALSE(x.grad().defined());
+}
+
+TEST_P(ConvTest, EmptyBatch) {
+  const Tensor x = zeros({0, 3, 5, 5}, opts());
+  const Tensor w = ones({4, 3, 3, 3}, opts()).requires_grad_();
+  const Tensor b = ones({4}, opts()).requires_grad_();
+  const Tensor y = conv2d(x, w, b, 1, 1);
+  EXPECT_EQ(y.sizes(), IntArrayRef({0, 4, 5, 5}));
+  y.sum().backward();
+  EXPECT_TRUE(values_are(b.grad(), {4}, {0, 0, 0, 0}));
+  EXPECT_EQ(w.grad().sizes(), w.sizes());
+  EXPECT_EQ(w.grad().abs().sum().item<float>(), 0.0f);
+}
+
+TEST_P(ConvTest, BadInput) {
+  const Tensor w = zeros({32, 3, 3, 3}, opts());
+  EXPECT_EMBER_ERROR(conv2d(zeros({8, 1, 28, 28}, opts()), w),
+                     "conv2d: expected input with 3 channels (weight [32, 3, 3, 3], groups 1) but got input of shape "
+                     "[8, 1, 28, 28]");
+  EXPECT_EMBER_ERROR(conv2d(zeros({28, 28}, opts()), w), "conv2d", "3-D", "4-D", "[28, 28]");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 28, 28}, opts()), zeros({32, 3, 3}, opts())), "conv2d", "4-D weight",
+                     "[32, 3, 3]");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 2, 2}, opts()), w), "conv2d", "kernel", "larger than the padded input",
+                     "[1, 3, 2, 2]");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts()), w, {}, 0), "conv2d", "stride must be positive");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts()), w, {}, {1, -1}), "conv2d", "stride must be positive");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts()), w, {}, 1, -1), "conv2d", "padding must be non-negative");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts()), w, {}, 1, 0, 0), "conv2d", "dilation must be positive");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts()), w, {}, {1, 1, 1}), "conv2d", "stride", "3 values");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 6, 8, 8}, opts()), zeros({5, 3, 3, 3}, opts()), {}, 1, 0, 1, 2), "conv2d",
+                     "5 output channels", "not divisible by groups 2");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts()), w, zeros({31}, opts())), "conv2d", "bias of shape [32]",
+                     "[31]");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts(kFloat64)), w), "conv2d", "float32", "float64");
+  EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts(kInt64)), zeros({32, 3, 3, 3}, opts(kInt64))), "conv2d",
+                     "floating-point", "int64");
+  if (device().is_cpu()) {
+    EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, opts(kFloat16)), zeros({32, 3, 3, 3}, opts(kFloat16))), "conv2d",
+                       "float16", "CUDA only");
+    // Logical CPU devices are different devices.
+    EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}, TensorOptions().device(Device::cpu(1))), w), "conv2d", "cpu:0",
+                       "cpu:1");
+  } else {
+    EXPECT_EMBER_ERROR(conv2d(zeros({1, 3, 8, 8}), w), "conv2d", "cpu:0", "cuda:0");
+  }
+}
+
+// CUDA (cuDNN) against the CPU (im2col + OpenBLAS) on the same random data, TF32 off.
+TEST_P(ConvTest, CudaMatchesCpu) {
+  if (!device().is_cuda()) GTEST_SKIP() << "compares the CUDA result with the CPU one";
+  cuda::set_allow_tf32(false);
+  manual_seed(8);
+  struct Case {
+    std::vector<int64_t> x, w, stride, padding, dilation;
+    int64_t groups;
+  };
+  const std::vector<Case> cases = {{{64, 1, 28, 28}, {32, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1},
+                                   {{8, 32, 14, 14}, {64, 32, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1},
+                                   {{3, 6, 13, 11}, {4, 3, 3, 2}, {2, 1}, {1, 0}, {1, 2}, 2},
+                                   {{2, 8, 9, 9}, {8, 1, 5, 5}, {2, 2}, {2, 2}, {1, 1}, 8}};
+  for (const Case& c : cases) {
+    for (DType dt : {kFloat32, kFloat64}) {
+      const TensorOptions cpu_opts = TensorOptions().dtype(dt);
+      const Tensor x = randn(c.x, cpu_opts), w = randn(c.w, cpu_opts), b = randn({c.w[0]}, cpu_opts);
+      const Tensor g = randn(conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups).sizes(), cpu_opts);
+      auto run = [&](Device d) {
+        const Tensor xl = x.to(d, false, true).requires_grad_(), wl = w.to(d, false, true).requires_grad_(),
+                     bl = b.to(d, false, true).requires_grad_();
+        const Tensor y = conv2d(xl, wl, bl, c.stride, c.padding, c.dilation, c.groups);
+        (y * g.to(d)).sum().backward();
+        return std::vector<Tensor>{y.cpu(), xl.grad().cpu(), wl.grad().cpu(), bl.grad().cpu()};
+      };
+      const auto ref = run(Device::cpu()), got = run(device());
+      const double tol = dt == kFloat32 ? 1e-4 : 1e-10;
+      for (size_t i = 0; i < ref.size(); ++i)
+        EXPECT_TRUE(all_close(got[i], ref[i], tol, tol))
+            << "output " << i << " input " << c.x.size() << "-D " << x.sizes() << " weight " << w.sizes() << " " << dt;
+    }
+  }
+  // float16 through cuDNN (tensor cores, float accumulation) against float32.
+  const Tensor x = randn({4, 8, 10, 10}, opts()), w = randn({16, 8, 3, 3}, opts());
+  EXPECT_TRUE(
+      all_close(conv2d(x.to(kFloat16), w.to(kFloat16), {}, 1, 1).to(kFloat32), conv2d(x, w, {}, 1, 1), 2e-2, 5e-2));
+}
+
+EMBER_INSTANTIATE_DEVICE_TESTS(ConvTest);
+
+}  // namespace
+}  // namespace ember
+
+// OpenBLAS's process-wide thread count (kernels/cpu/conv.cpp reads it to choose how to thread).
+extern "C" int openblas_get_num_threads(void);
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace ember {
+namespace {
+
+// With OpenBLAS single-threaded, the CPU path spreads the images over OpenMP threads, each with its own
+// column buffer and weight-gradient partial; it must agree with the one-image-after-another path.
+TEST(ConvCpuThreadingTest, ImagesOverThreadsMatchesSerial) {
+  manual_seed(12);
+  const Tensor x = randn({37, 6, 17, 15}), w = randn({8, 6, 3, 3}), b = randn({8}), g = randn({37, 8, 9, 8});
+  auto run = [&] {
+    const Tensor xl = x.detach().requires_grad_(), wl = w.detach().requires_grad_(), bl = b.detach().requires_grad_();
+    const Tensor y = conv2d(xl, wl, bl, 2, 1);
+    y.backward(g);
+    return std::vector<Tensor>{y, xl.grad(), wl.grad(), bl.grad()};
+  };
+  const int saved = openblas_get_num_threads();
+  openblas_set_num_threads(2);
+  const auto serial = run();
+  openblas_set_num_threads(1);
+  const auto threaded = run();
+  openblas_set_num_threads(saved);
+  for (size_t i = 0; i < serial.size(); ++i)
+    EXPECT_TRUE(all_close(threaded[i], serial[i], 1e-5, 1e-4)) << "output " << i;
+}
+
+// ---- nn::Conv2d --------------------------------------------------------------------------------------
+
+std::string repr(const nn::Module& m) {
+  std::ostringstream os;
+  m.pretty_print(os);
+  return os.str();
+}
+
+TEST(Conv2dLayerTest, PrintsLikePyTorch) {
+  // Strings from /usr/bin/python3 -c "import torch; print(torch.nn.Conv2d(...))" (PyTorch 1.13).
+  EXPECT_EQ(repr(*nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1))),
+            "Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))");
+  EXPECT_EQ(repr(*nn::Conv2d(1, 32, 3)), "Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1))");
+  EXPECT_EQ(
+      repr(*nn::Conv2d(nn::Conv2dOptions(4, 8, {3, 5}).stride(2).padding({1, 2}).dilation(2).groups(2).bias(false))),
+      "Conv2d(4, 8, kernel_size=(3, 5), stride=(2, 2), padding=(1, 2), dilation=(2, 2), groups=2, bias=False)");
+}
+
+TEST(Conv2dLayerTest, ParametersAndInitialisation) {
+  manual_seed(9);
+  nn::Conv2d conv(nn::Conv2dOptions(6, 12, {3, 5}).groups(3));
+  const auto params = conv->named_parameters();
+  EXPECT_EQ(params.keys(), (std::vector<std::string>{"weight", "bias"}));
+  EXPECT_EQ(conv->weight.sizes(), IntArrayRef({12, 2, 3, 5}));
+  EXPECT_EQ(conv->bias.sizes(), IntArrayRef({12}));
+  EXPECT_TRUE(conv->weight.requires_grad());
+  // kaiming_uniform_(a = sqrt(5)) and the bias both draw from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = 2*3*5.
+  const double bound = 1.0 / std::sqrt(30.0);
+  const std::vector<float> wv = conv->weight.to_vector<float>();
+  double lo = 1, hi = -1, mean = 0;
+  for (float v : wv) {
+    lo = std::min<double>(lo, v);
+    hi = std::max<double>(hi, v);
+    mean += v;
+  }
+  mean /= static_cast<double>(wv.size());
+  EXPECT_GE(lo, -bound);
+  EXPECT_LE(hi, bound);
+  EXPECT_LT(lo, -0.8 * bound);  // 360 draws cover the range
+  EXPECT_GT(hi, 0.8 * bound);
+  EXPECT_NEAR(mean, 0.0, 0.05);
+  for (float v : conv->bias.to_vector<float>()) {
+    EXPECT_GE(v, -bound);
+    EXPECT_LE(v, bound);
+  }
+  nn::Conv2d no_bias(nn::Conv2dOptions(3, 4, 3).bias(false));
+  EXPECT_EQ(no_bias->parameters().size(), 1u);
+  EXPECT_FALSE(no_bias->bias.defined());
+}
+
+TEST(Conv2dLayerTest, ForwardGradcheckAndClone) {
+  manual_seed(10);
+  nn::Conv2d conv(nn::Conv2dOptions(2, 3, 3).stride({2, 1}).padding(1));
+  conv->to(kFloat64);
+  const Tensor x = rand_leaf({2, 2, 7, 5});
+  EXPECT_TRUE(all_close(conv->forward(x), conv2d(x, conv->weight, conv->bias, {2, 1}, 1)));
+  EXPECT_TRUE(
+      gradcheck([&](const std::vector<Tensor>& in) { return conv->forward(in[0]); }, {x, conv->weight, conv->bias}));
+  auto copy = std::dynamic_pointer_cast<nn::Conv2dImpl>(conv->clone());
+  ASSERT_NE(copy, nullptr);
+  EXPECT_TRUE(all_close(copy->forward(x), conv->forward(x)));
+  EXPECT_FALSE(copy->weight.is_alias_of(conv->weight));
+}
+
+TEST(Conv2dLayerTest, BadInputNamesTheLayer) {
+  nn::Conv2d conv(nn::Conv2dOptions(3, 8, 3));
+  EXPECT_EMBER_ERROR(conv->forward(zeros({8, 1, 28, 28})), "Conv2d", "3 channels", "[8, 1, 28, 28]");
+  EXPECT_EMBER_ERROR(conv->forward(zeros({28, 28})), "Conv2d", "3-D", "4-D", "[28, 28]");
+  EXPECT_EMBER_ERROR(nn::Conv2d(nn::Conv2dOptions(3, 8, 3).groups(2)), "Conv2d", "in_channels (3)",
+                     "divisible by groups (2)");
+  EXPECT_EMBER_ERROR(nn::Conv2d(nn::Conv2dOptions(3, 8, 0)), "Conv2d", "kernel_size must be positive");
+}
+
+}  // namespace
+}  // namespace ember
