@@ -12,6 +12,7 @@
 #include "kernels/ops.h"
 #include "kernels/pool.h"
 #include "nn/nn.h"
+#include "parallel/data_parallel.h"
 #include "runtime/autograd/engine.h"
 #include "runtime/autograd/grad_mode.h"
 #include "runtime/cuda/cuda.h"

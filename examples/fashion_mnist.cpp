@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <ember.h>
@@ -140,9 +141,15 @@ struct Config {
 };
 
 template <class Model>
-int train(Model model, const Config& cfg, Device device) {
+int train(Model model, const Config& cfg, const std::vector<Device>& devices) {
   manual_seed(cfg.seed);
+  const Device device = devices[0];
   model->to(device);
+  // Several devices: the module stays on the first; each step scatters the batch over all of them.
+  using Impl = typename Model::ContainedType;
+  std::optional<parallel::DataParallel<Impl>> dp;
+  if (devices.size() > 1) dp.emplace(model, devices);
+  auto forward = [&](const Tensor& x) { return dp ? (*dp)->forward(x) : model->forward(x); };
   if (!cfg.resume_path.empty()) {
     nn::load(model, cfg.resume_path);
     std::printf("resumed from %s\n", cfg.resume_path.c_str());
@@ -175,7 +182,7 @@ int train(Model model, const Config& cfg, Device device) {
   int64_t n_params = 0;
   for (const Tensor& p : model->parameters()) n_params += p.numel();
   std::printf("model %s (%lld parameters) on %s, optimizer %s lr %g, batch %lld, %d epoch(s), seed %llu\n",
-              cfg.model.c_str(), static_cast<long long>(n_params), device.str().c_str(), cfg.optimizer.c_str(), lr,
+              cfg.model.c_str(), static_cast<long long>(n_params), cfg.device.c_str(), cfg.optimizer.c_str(), lr,
               static_cast<long long>(cfg.batch_size), cfg.epochs, static_cast<unsigned long long>(cfg.seed));
   std::cout << *model.ptr() << "\n";
 
@@ -191,7 +198,7 @@ int train(Model model, const Config& cfg, Device device) {
     int64_t done = 0, batches = 0;
     for (const data::Batch& batch : train_loader) {
       opt->zero_grad();
-      Tensor loss = nn::functional::cross_entropy(model->forward(batch.data), batch.target);
+      Tensor loss = nn::functional::cross_entropy(forward(batch.data), batch.target);
       loss.backward();
       opt->step();
       schedule.step();
@@ -221,7 +228,7 @@ int train(Model model, const Config& cfg, Device device) {
   const double images_per_sec = train_seconds > 0 ? static_cast<double>(images_trained) / train_seconds : 0;
   std::printf("\nsummary: %s on %s, %d epoch(s) in %s (%.1f s): test accuracy %.2f%%, final train loss %.4f, %.0f "
               "images/s\n",
-              cfg.model.c_str(), device.str().c_str(), cfg.epochs, format_duration(total_seconds).c_str(),
+              cfg.model.c_str(), cfg.device.c_str(), cfg.epochs, format_duration(total_seconds).c_str(),
               total_seconds, 100 * last_accuracy, final_train_loss, images_per_sec);
 
   if (!cfg.save_path.empty()) {
@@ -239,7 +246,8 @@ int train(Model model, const Config& cfg, Device device) {
         << "  \"train_images_per_sec\": " << images_per_sec << ",\n"
         << "  \"train_seconds\": " << train_seconds << ",\n"
         << "  \"total_seconds\": " << total_seconds << ",\n"
-        << "  \"device\": \"" << json_escape(device.str()) << "\",\n"
+        << "  \"device\": \"" << json_escape(cfg.device) << "\",\n"
+        << "  \"devices\": " << devices.size() << ",\n"
         << "  \"model\": \"" << json_escape(cfg.model) << "\",\n"
         << "  \"optimizer\": \"" << json_escape(cfg.optimizer) << "\",\n"
         << "  \"lr\": " << lr << ",\n"
@@ -290,10 +298,8 @@ int main(int argc, char** argv) {
 
   try {
     const std::vector<Device> devices = parse_devices(cfg.device);
-    EMBER_CHECK(devices.size() == 1, "--device ", cfg.device, ": training on several devices needs "
-                "parallel::DataParallel, which this build of ember does not have yet; pass a single device");
-    if (cfg.model == "mlp") return train(Mlp(), cfg, devices[0]);
-    return train(Cnn(), cfg, devices[0]);
+    if (cfg.model == "mlp") return train(Mlp(), cfg, devices);
+    return train(Cnn(), cfg, devices);
   } catch (const Error& e) {
     std::fprintf(stderr, "fashion_mnist: error: %s\n", e.what());
     return 1;

@@ -1,9 +1,10 @@
 // Reductions (sum, mean, var, max/min, argmax/argmin, any/all): dim and dtype rules, output shapes, the
 // device switch and the backward nodes.
+#include "kernels/cpu/reduce.h"
+
 #include <algorithm>
 #include <tuple>
 
-#include "kernels/cpu/reduce.h"
 #include "kernels/cuda/reduce.h"
 #include "kernels/ops.h"
 #include "runtime/autograd/node.h"
@@ -145,15 +146,15 @@ void check_floating(const char* op, const Tensor& t) {
 }
 
 void check_nonempty(const char* op, const Tensor& t) {
-  EMBER_CHECK(t.numel() > 0, op, ": expected a non-empty tensor, got shape ", t.sizes(),
-              " (the ", op, " of zero elements is undefined); pass a dim to reduce over a non-empty dim");
+  EMBER_CHECK(t.numel() > 0, op, ": expected a non-empty tensor, got shape ", t.sizes(), " (the ", op,
+              " of zero elements is undefined); pass a dim to reduce over a non-empty dim");
 }
 
 void check_nonempty_dim(const char* op, const Tensor& t, int64_t dim) {
   if (t.dim() == 0) return;
   const int64_t d = wrap_dim(op, dim, t.dim());
-  EMBER_CHECK(t.size(d) > 0, op, ": cannot reduce over dim ", d, " of size 0 (input shape ", t.sizes(),
-              "): the ", op, " of zero elements is undefined");
+  EMBER_CHECK(t.size(d) > 0, op, ": cannot reduce over dim ", d, " of size 0 (input shape ", t.sizes(), "): the ", op,
+              " of zero elements is undefined");
 }
 
 // The gradient of a reduced output, reshaped so that it broadcasts against the input (reduced dims of size 1).

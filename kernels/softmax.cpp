@@ -1,5 +1,6 @@
 // softmax and log_softmax along one dim: checks, the device switch, and the fused backward node.
 #include "kernels/cpu/softmax.h"
+
 #include "kernels/cuda/softmax.h"
 #include "kernels/ops.h"
 #include "runtime/autograd/node.h"

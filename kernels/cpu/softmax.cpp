@@ -103,12 +103,13 @@ void forward_rows(const T* x, T* y, int64_t rows, int64_t n, bool log) {
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * n;
       T* yr = y + r * n;
-      const A m = lanes_reduce(n, -std::numeric_limits<A>::infinity(), [&](int64_t i) { return ld(xr[i]); },
-                               kMax);
+      const A m = lanes_reduce(
+          n, -std::numeric_limits<A>::infinity(), [&](int64_t i) { return ld(xr[i]); }, kMax);
       if constexpr (std::is_same_v<A, T>) {
         // The exponentials wait in the output for the scaling pass.
         for (int64_t i = 0; i < n; ++i) yr[i] = exp_lanes(xr[i] - m);
-        const A s = lanes_reduce(n, A(0), [&](int64_t i) { return yr[i]; }, kPlus);
+        const A s = lanes_reduce(
+            n, A(0), [&](int64_t i) { return yr[i]; }, kPlus);
         if (log) {
           const A log_s = std::log(s);
           for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - m) - log_s;
@@ -117,7 +118,8 @@ void forward_rows(const T* x, T* y, int64_t rows, int64_t n, bool log) {
           for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
         }
       } else {
-        const A s = lanes_reduce(n, A(0), [&](int64_t i) { return exp_lanes(ld(xr[i]) - m); }, kPlus);
+        const A s = lanes_reduce(
+            n, A(0), [&](int64_t i) { return exp_lanes(ld(xr[i]) - m); }, kPlus);
         if (log) {
           const A log_s = std::log(s);
           for (int64_t i = 0; i < n; ++i) yr[i] = cast_value<T>((ld(xr[i]) - m) - log_s);
@@ -173,10 +175,12 @@ void backward_rows(const T* g, const T* y, T* gx, int64_t rows, int64_t n, bool 
       const T* yr = y + r * n;
       T* out = gx + r * n;
       if (log) {
-        const A sum = lanes_reduce(n, A(0), [&](int64_t i) { return ld(gr[i]); }, kPlus);
+        const A sum = lanes_reduce(
+            n, A(0), [&](int64_t i) { return ld(gr[i]); }, kPlus);
         for (int64_t i = 0; i < n; ++i) out[i] = cast_value<T>(ld(gr[i]) - exp_lanes(ld(yr[i])) * sum);
       } else {
-        const A dot = lanes_reduce(n, A(0), [&](int64_t i) { return ld(gr[i]) * ld(yr[i]); }, kPlus);
+        const A dot = lanes_reduce(
+            n, A(0), [&](int64_t i) { return ld(gr[i]) * ld(yr[i]); }, kPlus);
         for (int64_t i = 0; i < n; ++i) out[i] = cast_value<T>(ld(yr[i]) * (ld(gr[i]) - dot));
       }
     }
@@ -232,8 +236,8 @@ void softmax_forward(const Tensor& in, const Tensor& out, int64_t outer, int64_t
   });
 }
 
-void softmax_backward(const Tensor& grad_out, const Tensor& out, const Tensor& grad_in, int64_t outer,
-                      int64_t dim_size, int64_t inner, bool log) {
+void softmax_backward(const Tensor& grad_out, const Tensor& out, const Tensor& grad_in, int64_t outer, int64_t dim_size,
+                      int64_t inner, bool log) {
   if (grad_in.numel() == 0) return;
   dispatch_floating_and_half(out.dtype(), log ? "log_softmax_backward" : "softmax_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -14,7 +14,7 @@ namespace ember::cpu {
 //   forward:  out = exp(x - max) / sum(exp(x - max))   or, log,  x - max - log(sum(exp(x - max)))
 //   backward: grad_in = out * (grad_out - sum(grad_out * out))   or, log,  grad_out - exp(out) * sum(grad_out)
 void softmax_forward(const Tensor& in, const Tensor& out, int64_t outer, int64_t dim_size, int64_t inner, bool log);
-void softmax_backward(const Tensor& grad_out, const Tensor& out, const Tensor& grad_in, int64_t outer,
-                      int64_t dim_size, int64_t inner, bool log);
+void softmax_backward(const Tensor& grad_out, const Tensor& out, const Tensor& grad_in, int64_t outer, int64_t dim_size,
+                      int64_t inner, bool log);
 
 }  // namespace ember::cpu

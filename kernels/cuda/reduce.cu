@@ -22,18 +22,18 @@
 //      GPU when there are few long rows).
 //   When there are too few outputs to fill the GPU (a few long rows, a tall-skinny column sum, a full
 //   reduction of a strided view), gridDim.y splits each reduction into chunks whose partial
-//   accumulators go to a buffer from the caching allocator and reduce_partials_kernel combines them
-//   (one block per output) in a fixed order: results are deterministic run to run.
+//   accumulators go to a buffer from the caching allocator and a second kernel combines them in a fixed
+//   order (reduce_partials_thread_kernel: a thread per output for up to 32 splits; reduce_partials_kernel:
+//   a block per output beyond), so results are deterministic run to run.
 // Each thread keeps kUnroll independent accumulators so that kUnroll loads are in flight per thread.
 #include <cuda_runtime.h>
-
-#include <cub/device/device_reduce.cuh>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <cub/device/device_reduce.cuh>
 #include <type_traits>
 
 #include "kernels/cuda/loops.cuh"
@@ -48,9 +48,9 @@ namespace ember::cuda {
 
 namespace {
 
-constexpr int kThreads = 512;         // threads per block of reduce_kernel
-constexpr int kFinishThreads = 256;   // threads per block of reduce_partials_kernel
-constexpr int kUnroll = 4;            // independent loads in flight per thread
+constexpr int kThreads = 512;        // threads per block of reduce_kernel
+constexpr int kFinishThreads = 256;  // threads per block of reduce_partials_kernel
+constexpr int kUnroll = 4;           // independent loads in flight per thread
 constexpr int64_t kMaxGridX = 0x7fffffff;
 constexpr int64_t kMaxGridY = 65535;
 
@@ -109,18 +109,17 @@ __device__ __forceinline__ A block_reduce_y(A v, const Op& op, A* smem) {
 }
 
 struct ReduceConfig {
-  bool inner = true;     // threadIdx.x walks the reduction (else: neighbouring outputs)
-  int bx = 1, by = 1;    // block shape, bx * by == kThreads
-  int64_t groups = 1;    // output groups: by outputs each when inner, bx otherwise
-  int64_t splits = 1;    // gridDim.y: chunks of each reduction
-  int64_t chunk = 0;     // reduction indices per split
+  bool inner = true;   // threadIdx.x walks the reduction (else: neighbouring outputs)
+  int bx = 1, by = 1;  // block shape, bx * by == kThreads
+  int64_t groups = 1;  // output groups: by outputs each when inner, bx otherwise
+  int64_t splits = 1;  // gridDim.y: chunks of each reduction
+  int64_t chunk = 0;   // reduction indices per split
 };
 
 // One thread's part of an inner reduction: indices rb + tx, rb + tx + bx, ... < re of the output at base.
 template <class T, class Op>
-__device__ __forceinline__ typename Op::acc_t thread_reduce_strided(const T* base, const ReduceGeometry& g,
-                                                                    int64_t rb, int64_t re, int64_t step,
-                                                                    const Op& op) {
+__device__ __forceinline__ typename Op::acc_t thread_reduce_strided(const T* base, const ReduceGeometry& g, int64_t rb,
+                                                                    int64_t re, int64_t step, const Op& op) {
   using A = typename Op::acc_t;
   A a[kUnroll];
 #pragma unroll
@@ -141,8 +140,7 @@ __device__ __forceinline__ typename Op::acc_t thread_reduce_strided(const T* bas
 
 // As above for one contiguous reduced dim, with 16-byte loads: elements [rb, re) of the row at base.
 template <int Vec, class T, class Op>
-__device__ __forceinline__ typename Op::acc_t thread_reduce_vec(const T* base, int64_t rb, int64_t re,
-                                                                const Op& op) {
+__device__ __forceinline__ typename Op::acc_t thread_reduce_vec(const T* base, int64_t rb, int64_t re, const Op& op) {
   using A = typename Op::acc_t;
   using V = detail::AlignedVec<T, Vec>;
   const int tx = threadIdx.x, bx = blockDim.x;
@@ -309,8 +307,7 @@ ReduceConfig make_config(const ReduceGeometry& g, int vec) {
 template <class Op>
 struct CombineFn {
   Op op;
-  __host__ __device__ typename Op::acc_t operator()(const typename Op::acc_t& a,
-                                                    const typename Op::acc_t& b) const {
+  __host__ __device__ typename Op::acc_t operator()(const typename Op::acc_t& a, const typename Op::acc_t& b) const {
     return op.combine(a, b);
   }
 };
@@ -338,8 +335,7 @@ void cub_reduce(const T* in, int64_t n, const Op& op, typename Op::acc_t* acc, D
     size_t bytes = 0;
     EMBER_CUDA_CHECK(cub::DeviceReduce::Reduce(nullptr, bytes, input, acc, n, combine, op.identity(), stream));
     const Tensor temp = device_bytes(device, static_cast<int64_t>(bytes));
-    EMBER_CUDA_CHECK(
-        cub::DeviceReduce::Reduce(temp.raw_data(), bytes, input, acc, n, combine, op.identity(), stream));
+    EMBER_CUDA_CHECK(cub::DeviceReduce::Reduce(temp.raw_data(), bytes, input, acc, n, combine, op.identity(), stream));
   };
   if constexpr (std::is_same_v<Op, reduce::SumOp<T>>) {
     run(in);  // a raw pointer: CUB vectorises the loads

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "kernels/cuda/loops.cuh"
@@ -306,8 +307,8 @@ void softmax_forward(const Tensor& in, const Tensor& out, int64_t outer, int64_t
   });
 }
 
-void softmax_backward(const Tensor& grad_out, const Tensor& out, const Tensor& grad_in, int64_t outer,
-                      int64_t dim_size, int64_t inner, bool log) {
+void softmax_backward(const Tensor& grad_out, const Tensor& out, const Tensor& grad_in, int64_t outer, int64_t dim_size,
+                      int64_t inner, bool log) {
   if (grad_in.numel() == 0) return;
   DeviceGuard guard(out.device());
   const cudaStream_t stream = native_stream(out.device());

@@ -57,9 +57,7 @@ struct ReduceGeometry {
   }
   // Whether the reduced elements of an output are nearer to each other in memory than neighbouring outputs
   // (reduce "horizontally", along rows) rather than the other way round (reduce "vertically", down columns).
-  bool reduce_inner() const {
-    return red_sizes[0] > 1 && (out_sizes[0] == 1 || red_strides[0] <= out_strides[0]);
-  }
+  bool reduce_inner() const { return red_sizes[0] > 1 && (out_sizes[0] == 1 || red_strides[0] <= out_strides[0]); }
 };
 
 namespace reduce {

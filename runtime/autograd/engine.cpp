@@ -70,6 +70,7 @@ struct GraphTask {
   std::exception_ptr error;
   bool finished = false;
   ReadyQueue local_queue;  // drained by the thread that called backward
+  std::vector<std::function<void()>> final_callbacks;  // queue_callback(), run by the caller at the end
 
   // For grad(): edges whose gradient is captured instead of flowing on, and the nodes that must
   // run to reach them (empty: run everything, i.e. backward()).
@@ -111,6 +112,15 @@ class DeviceWorkers {
   std::mutex mutex_;
   std::atomic<bool> stopping_{false};
   std::unordered_map<int, std::unique_ptr<Worker>> workers_;
+};
+
+// The graph task whose node this thread is running (for queue_callback).
+thread_local GraphTask* current_task = nullptr;
+
+struct CurrentTaskScope {
+  explicit CurrentTaskScope(GraphTask* t) : previous(current_task) { current_task = t; }
+  ~CurrentTaskScope() { current_task = previous; }
+  GraphTask* previous;
 };
 
 DeviceWorkers& workers() {
@@ -158,6 +168,7 @@ void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>
     if (!skip) {
       tensor_list outputs;
       {
+        CurrentTaskScope scope(task.get());
         NoGradGuard no_grad;
         DeviceGuard device_guard(node->device());
         std::unique_ptr<cuda::StreamGuard> stream_guard;
@@ -366,6 +377,17 @@ tensor_list run_backward(const tensor_list& roots, const tensor_list& grad_roots
     std::lock_guard<std::mutex> lock(task->mutex);
     if (task->error) std::rethrow_exception(task->error);
   }
+  // Final callbacks may queue further callbacks.
+  while (true) {
+    std::vector<std::function<void()>> callbacks;
+    {
+      std::lock_guard<std::mutex> lock(task->mutex);
+      callbacks.swap(task->final_callbacks);
+    }
+    if (callbacks.empty()) break;
+    CurrentTaskScope scope(task.get());
+    for (auto& cb : callbacks) cb();
+  }
   if (inputs && !allow_unused) {
     for (size_t i = 0; i < task->captured.size(); ++i)
       EMBER_CHECK(task->captured[i].defined(), "grad: input ", i,
@@ -375,6 +397,13 @@ tensor_list run_backward(const tensor_list& roots, const tensor_list& grad_roots
 }
 
 }  // namespace
+
+void queue_callback(std::function<void()> callback) {
+  GraphTask* task = current_task;
+  EMBER_CHECK(task != nullptr, "queue_callback: called outside of a backward pass");
+  std::lock_guard<std::mutex> lock(task->mutex);
+  task->final_callbacks.push_back(std::move(callback));
+}
 
 void backward(const tensor_list& roots, const tensor_list& grad_roots, bool retain_graph) {
   run_backward(roots, grad_roots, retain_graph, nullptr, false);

@@ -1,6 +1,7 @@
 // The autograd engine: runs the backward graph in dependency order, one worker thread per extra device.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "runtime/autograd/node.h"
@@ -15,6 +16,11 @@ namespace ember::autograd {
 // same node input are summed. Without retain_graph, every node that ran is released, and running
 // it again is an error. Several threads may run backward on independent graphs at once.
 void backward(const tensor_list& roots, const tensor_list& grad_roots, bool retain_graph);
+
+// Runs `callback` on the thread that called backward, once every node of the running backward has
+// run and before backward returns (PyTorch's Engine::queue_callback). Callable only from inside a
+// backward pass (a hook or a node); the data-parallel reducer uses it to finish its all-reduces.
+void queue_callback(std::function<void()> callback);
 
 // Sum of gradients of `outputs` w.r.t. `inputs` without touching .grad (torch.autograd.grad).
 tensor_list grad(const tensor_list& outputs, const tensor_list& inputs, const tensor_list& grad_outputs = {},

@@ -318,16 +318,16 @@ TEST_P(ReduceTest, MatchesNaiveReferenceOnManyLayouts) {
       const Tensor& x = layouts[l];
       ASSERT_TRUE(all_close(x, base, 0, 0)) << name;
       for (const auto& dims : c.dims) {
-        const std::string where = name + " shape " + ::testing::PrintToString(c.shape) + " dims " +
-                                  ::testing::PrintToString(dims);
+        const std::string where =
+            name + " shape " + ::testing::PrintToString(c.shape) + " dims " + ::testing::PrintToString(dims);
         const Tensor ref_sum = tensor(naive_reduce(host, c.shape, dims, Kind::Sum));
         EXPECT_TRUE(all_close(x.sum(dims).reshape({-1}), ref_sum, 1e-10, 1e-10)) << where;
         EXPECT_TRUE(all_close(x.to(kFloat32).sum(dims).reshape({-1}), ref_sum, 1e-4, 1e-4)) << where;
-        EXPECT_TRUE(all_close(x.mean(dims, true).reshape({-1}),
-                              tensor(naive_reduce(host, c.shape, dims, Kind::Mean)), 1e-10, 1e-10))
+        EXPECT_TRUE(all_close(x.mean(dims, true).reshape({-1}), tensor(naive_reduce(host, c.shape, dims, Kind::Mean)),
+                              1e-10, 1e-10))
             << where;
-        EXPECT_TRUE(all_close(x.var(dims).reshape({-1}), tensor(naive_reduce(host, c.shape, dims, Kind::Var)),
-                              1e-9, 1e-9))
+        EXPECT_TRUE(
+            all_close(x.var(dims).reshape({-1}), tensor(naive_reduce(host, c.shape, dims, Kind::Var)), 1e-9, 1e-9))
             << where;
         EXPECT_TRUE(all_close(x.var(dims, false).reshape({-1}),
                               tensor(naive_reduce(host, c.shape, dims, Kind::Var, false)), 1e-9, 1e-9))
@@ -350,8 +350,8 @@ TEST_P(ReduceTest, MatchesNaiveReferenceOnManyLayouts) {
         EXPECT_TRUE(all_close(xi.sum(dims).reshape({-1}).to(kFloat64),
                               tensor(naive_reduce(hi, c.shape, dims, Kind::Sum)), 0, 0))
             << where;
-        EXPECT_TRUE(all_close(xi.max(d).reshape({-1}).to(kFloat64),
-                              tensor(naive_reduce(hi, c.shape, dims, Kind::Max)), 0, 0))
+        EXPECT_TRUE(
+            all_close(xi.max(d).reshape({-1}).to(kFloat64), tensor(naive_reduce(hi, c.shape, dims, Kind::Max)), 0, 0))
             << where;
       }
     }
@@ -359,10 +359,10 @@ TEST_P(ReduceTest, MatchesNaiveReferenceOnManyLayouts) {
     Tensor ex = base.expand(expanded);
     std::vector<double> ex_host;
     for (int k = 0; k < 3; ++k) ex_host.insert(ex_host.end(), host.begin(), host.end());
-    EXPECT_TRUE(all_close(ex.sum({0}).reshape({-1}), tensor(naive_reduce(ex_host, expanded, {0}, Kind::Sum)), 1e-10,
-                          1e-10));
-    EXPECT_TRUE(all_close(ex.sum({-1}).reshape({-1}), tensor(naive_reduce(ex_host, expanded, {-1}, Kind::Sum)),
-                          1e-10, 1e-10));
+    EXPECT_TRUE(
+        all_close(ex.sum({0}).reshape({-1}), tensor(naive_reduce(ex_host, expanded, {0}, Kind::Sum)), 1e-10, 1e-10));
+    EXPECT_TRUE(
+        all_close(ex.sum({-1}).reshape({-1}), tensor(naive_reduce(ex_host, expanded, {-1}, Kind::Sum)), 1e-10, 1e-10));
   }
 }
 
@@ -465,8 +465,8 @@ TEST_P(ReduceTest, MaxMinDimGradcheck) {
     EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return in[0].max(1, keepdim); }, {x}));
     EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return in[0].min(0, keepdim); }, {x}));
     EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return in[0].t().max(-1, keepdim); }, {x}));
-    EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return std::get<0>(max_with_indices(in[0], -2, keepdim)); },
-                          {x}));
+    EXPECT_TRUE(gradcheck(
+        [&](const std::vector<Tensor>& in) { return std::get<0>(max_with_indices(in[0], -2, keepdim)); }, {x}));
   }
   Tensor s = rand_leaf({}, device());
   EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& in) { return in[0].max(0); }, {s}));
@@ -526,8 +526,8 @@ TEST(ReduceLogicalCpuTest, ResultsStayOnTheInputsDevice) {
 
 TEST_P(ReduceTest, DeviceMatchesCpu) {
   if (device().is_cpu()) GTEST_SKIP() << "compares a CUDA device with the CPU";
-  const std::vector<std::vector<int64_t>> shapes = {{1}, {7}, {13, 33}, {33, 13}, {5, 7, 9}, {1 << 20}, {1024, 1031},
-                                                    {4, 300000}, {300000, 4}, {64, 3, 17, 19}};
+  const std::vector<std::vector<int64_t>> shapes = {{1},       {7},          {13, 33},    {33, 13},    {5, 7, 9},
+                                                    {1 << 20}, {1024, 1031}, {4, 300000}, {300000, 4}, {64, 3, 17, 19}};
   for (const auto& shape : shapes) {
     for (DType dt : {kFloat32, kFloat64}) {
       const Tensor c = randn(shape, TensorOptions(dt));

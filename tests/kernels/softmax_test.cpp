@@ -46,9 +46,9 @@ TEST_P(SoftmaxTest, KnownValues) {
   const double e1 = std::exp(1.0), e2 = std::exp(2.0), e3 = std::exp(3.0), s = e1 + e2 + e3;
   EXPECT_TRUE(values_are(x.softmax(1), {2, 3}, {e1 / s, e2 / s, e3 / s, 1.0 / 3, 1.0 / 3, 1.0 / 3}));
   EXPECT_TRUE(values_are(softmax(x, -1), {2, 3}, {e1 / s, e2 / s, e3 / s, 1.0 / 3, 1.0 / 3, 1.0 / 3}));
-  EXPECT_TRUE(values_are(x.log_softmax(1), {2, 3},
-                         {1 - std::log(s), 2 - std::log(s), 3 - std::log(s), -std::log(3.0), -std::log(3.0),
-                          -std::log(3.0)}));
+  EXPECT_TRUE(
+      values_are(x.log_softmax(1), {2, 3},
+                 {1 - std::log(s), 2 - std::log(s), 3 - std::log(s), -std::log(3.0), -std::log(3.0), -std::log(3.0)}));
   // Over dim 0: each column of two.
   const double a = 1 / (1 + std::exp(-0.0)), b = 1 / (1 + std::exp(1.0)), c = 1 / (1 + std::exp(2.0));
   EXPECT_TRUE(values_are(x.softmax(0), {2, 3}, {a, 1 - b, 1 - c, 1 - a, b, c}));
@@ -66,8 +66,7 @@ TEST_P(SoftmaxTest, RowsSumToOneAndLogMatches) {
       EXPECT_TRUE(all_close(y.sum({dim}), ones_, 1e-5, 1e-5)) << where;
       EXPECT_TRUE(all_close(x.log_softmax(dim), y.log(), 1e-4, 1e-5)) << where;
       EXPECT_TRUE(all_close(y.cpu(), tensor(naive_softmax(x, dim, false)).view(x.sizes()), 1e-5, 1e-7)) << where;
-      EXPECT_TRUE(all_close(x.log_softmax(dim).cpu(), tensor(naive_softmax(x, dim, true)).view(x.sizes()), 1e-5,
-                            1e-5))
+      EXPECT_TRUE(all_close(x.log_softmax(dim).cpu(), tensor(naive_softmax(x, dim, true)).view(x.sizes()), 1e-5, 1e-5))
           << where;
     }
   }
@@ -78,8 +77,8 @@ TEST_P(SoftmaxTest, LargeLogitsDoNotOverflow) {
   Tensor y = x.softmax(1);
   const double s = 1 + std::exp(-1.0);
   EXPECT_TRUE(values_are(y, {1, 4}, {1 / s, std::exp(-1.0) / s, 0, 0}));
-  EXPECT_TRUE(values_are(x.log_softmax(1), {1, 4}, {-std::log(s), -1 - std::log(s), -1e4 - std::log(s), -2e4 - std::log(s)},
-                         1e-6, 1e-2));
+  EXPECT_TRUE(values_are(x.log_softmax(1), {1, 4},
+                         {-std::log(s), -1 - std::log(s), -1e4 - std::log(s), -2e4 - std::log(s)}, 1e-6, 1e-2));
   // Same along an outer dim.
   Tensor xt = x.t().contiguous();
   EXPECT_TRUE(all_close(xt.softmax(0).t(), y, 1e-6, 1e-7));
@@ -183,8 +182,8 @@ TEST_P(SoftmaxTest, ModifyingTheOutputBeforeBackwardIsAnError) {
 
 TEST_P(SoftmaxTest, DeviceMatchesCpu) {
   if (device().is_cpu()) GTEST_SKIP() << "compares a CUDA device with the CPU";
-  const std::vector<std::vector<int64_t>> shapes = {{1, 1},     {7, 13},   {1000, 10}, {17, 32},    {9, 1024},
-                                                    {9, 1025},  {4, 5000}, {3, 70000}, {8, 33, 65}, {2, 3, 100, 3}};
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1},    {7, 13},   {1000, 10}, {17, 32},    {9, 1024},
+                                                    {9, 1025}, {4, 5000}, {3, 70000}, {8, 33, 65}, {2, 3, 100, 3}};
   for (const auto& shape : shapes)
     for (DType dt : {kFloat32, kFloat64})
       for (int64_t dim = 0; dim < static_cast<int64_t>(shape.size()); ++dim)
