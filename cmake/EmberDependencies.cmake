@@ -14,10 +14,11 @@ find_package(nlohmann_json 3 REQUIRED)
 # libopenblas.so.0 alternative). Without it we fall back to whatever FindBLAS finds, with a warning.
 set(_ember_openblas_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
 find_library(EMBER_OPENBLAS_LIBRARY NAMES openblas PATHS ${_ember_openblas_dir} NO_DEFAULT_PATH)
-find_path(EMBER_CBLAS_INCLUDE_DIR cblas.h PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
+find_path(EMBER_OPENBLAS_INCLUDE_DIR cblas.h PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
           NO_DEFAULT_PATH)
-if(EMBER_OPENBLAS_LIBRARY AND EMBER_CBLAS_INCLUDE_DIR)
+if(EMBER_OPENBLAS_LIBRARY AND EMBER_OPENBLAS_INCLUDE_DIR)
   set(EMBER_BLAS_LIBRARIES ${EMBER_OPENBLAS_LIBRARY})
+  set(EMBER_CBLAS_INCLUDE_DIR ${EMBER_OPENBLAS_INCLUDE_DIR})
   set(EMBER_BLAS_OPENMP ON)
 else()
   message(WARNING "ember: the OpenMP build of OpenBLAS (Debian: libopenblas-openmp-dev) was not found; using "
@@ -25,7 +26,6 @@ else()
   set(BLA_VENDOR OpenBLAS)
   find_package(BLAS REQUIRED)
   set(EMBER_BLAS_LIBRARIES ${BLAS_LIBRARIES})
-  unset(EMBER_CBLAS_INCLUDE_DIR CACHE)
   find_path(EMBER_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread x86_64-linux-gnu/openblas-pthread
             REQUIRED)
   set(EMBER_BLAS_OPENMP OFF)

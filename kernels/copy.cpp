@@ -158,7 +158,11 @@ Tensor Tensor::to(const TensorOptions& options, bool non_blocking, bool copy) co
   return ember::to(*this, options.has_device() ? options.device() : device(),
                    options.has_dtype() ? options.dtype() : dtype(), non_blocking, copy);
 }
-Tensor Tensor::cuda(bool non_blocking) const { return to(Device::cuda(cuda::current_device()), non_blocking); }
+Tensor Tensor::cuda(bool non_blocking) const {
+  // Without a usable GPU, to() reports the problem for cuda:0 (current_device() would name itself).
+  const int index = cuda::is_available() ? cuda::current_device() : 0;
+  return to(Device::cuda(index), non_blocking);
+}
 Tensor Tensor::cuda(int index, bool non_blocking) const { return to(Device::cuda(index), non_blocking); }
 Tensor Tensor::cpu() const { return to(Device::cpu(is_cpu() ? device().index() : 0)); }
 

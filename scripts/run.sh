@@ -10,10 +10,10 @@ set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# The main job and its default arguments: the interim `devices` round trip, until Fashion-MNIST training
-# lands (then: main_target=fashion_mnist, main_args=(--epochs 10 ...)).
-main_target=devices
-main_args=()
+# The main job and its default arguments: the CNN on Fashion-MNIST, 5 epochs (about 92% test accuracy;
+# about 3 minutes on a 2-core CPU), with the metrics written next to the build.
+main_target=fashion_mnist
+main_args=(--model cnn --epochs 5 --metrics-json "$build_dir/fashion_mnist_metrics.json")
 
 target="${EMBER_RUN_TARGET:-$main_target}"
 args=()

@@ -40,6 +40,12 @@ class DeviceTest : public ::testing::TestWithParam<Device> {
   INSTANTIATE_TEST_SUITE_P(Devices, Suite, ::testing::ValuesIn(::ember::testing::test_devices()), \
                            ::ember::testing::device_param_name)
 
+// Instantiates a DeviceTest-derived suite on cuda:0 only (tests that compare the CUDA backend with the
+// CPU): names end in /CUDA, so they carry the `cuda` label, and they skip without a GPU.
+#define EMBER_INSTANTIATE_CUDA_TESTS(Suite)                                                     \
+  INSTANTIATE_TEST_SUITE_P(CudaOnly, Suite, ::testing::Values(::ember::Device::cuda(0)), \
+                           ::ember::testing::device_param_name)
+
 // Skips a non-parameterised test when there is no GPU (name such tests *_CUDA).
 #define EMBER_REQUIRE_CUDA()                                                               \
   do {                                                                                     \

@@ -3,6 +3,7 @@
 
 #include "parallel/comm/communicator.h"
 #include "runtime/cuda/check.h"
+#include "runtime/cuda/cuda.h"
 #include "runtime/cuda/guard.h"
 #include "runtime/cuda/stream.h"
 

@@ -79,13 +79,8 @@ EMBER_INSTANTIATE_DEVICE_TESTS(RandomTest);
 
 // ---- CUDA: random values equal the CPU's; copies and fills -------------------------------------------
 
-class DeviceCopyTest : public testing::DeviceTest {
- protected:
-  void SetUp() override {
-    testing::DeviceTest::SetUp();
-    if (!IsSkipped() && !device().is_cuda()) GTEST_SKIP() << "tests the CUDA copy/random backend";
-  }
-};
+// Tests the CUDA copy/random backend: instantiated on cuda:0 only.
+class DeviceCopyTest : public testing::DeviceTest {};
 
 TEST_P(DeviceCopyTest, RandomValuesEqualCpu) {
   for (DType dt : {kFloat32, kFloat64, kFloat16, kBFloat16}) {
@@ -213,7 +208,7 @@ TEST_P(DeviceCopyTest, PeerCopies_MultiGPU) {
   EXPECT_TRUE(equal(r.cpu(), host + 1));
 }
 
-EMBER_INSTANTIATE_DEVICE_TESTS(DeviceCopyTest);
+EMBER_INSTANTIATE_CUDA_TESTS(DeviceCopyTest);
 
 }  // namespace
 }  // namespace ember

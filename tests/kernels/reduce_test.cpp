@@ -524,8 +524,10 @@ TEST(ReduceLogicalCpuTest, ResultsStayOnTheInputsDevice) {
 
 // ---- CUDA against the CPU -----------------------------------------------------------------------------
 
-TEST_P(ReduceTest, DeviceMatchesCpu) {
-  if (device().is_cpu()) GTEST_SKIP() << "compares a CUDA device with the CPU";
+// Compares the CUDA backend with the CPU: instantiated on cuda:0 only.
+class ReduceTestCuda : public ReduceTest {};
+
+TEST_P(ReduceTestCuda, DeviceMatchesCpu) {
   const std::vector<std::vector<int64_t>> shapes = {{1},       {7},          {13, 33},    {33, 13},    {5, 7, 9},
                                                     {1 << 20}, {1024, 1031}, {4, 300000}, {300000, 4}, {64, 3, 17, 19}};
   for (const auto& shape : shapes) {
@@ -575,6 +577,7 @@ TEST_P(ReduceTest, DeviceMatchesCpu) {
 }
 
 EMBER_INSTANTIATE_DEVICE_TESTS(ReduceTest);
+EMBER_INSTANTIATE_CUDA_TESTS(ReduceTestCuda);
 
 }  // namespace
 }  // namespace ember

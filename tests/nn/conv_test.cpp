@@ -252,8 +252,10 @@ TEST_P(ConvTest, BadInput) {
 }
 
 // CUDA (cuDNN) against the CPU (im2col + OpenBLAS) on the same random data, TF32 off.
-TEST_P(ConvTest, CudaMatchesCpu) {
-  if (!device().is_cuda()) GTEST_SKIP() << "compares the CUDA result with the CPU one";
+// Compares the CUDA backend with the CPU: instantiated on cuda:0 only.
+class ConvTestCuda : public ConvTest {};
+
+TEST_P(ConvTestCuda, CudaMatchesCpu) {
   cuda::set_allow_tf32(false);
   manual_seed(8);
   struct Case {
@@ -290,6 +292,7 @@ TEST_P(ConvTest, CudaMatchesCpu) {
 }
 
 EMBER_INSTANTIATE_DEVICE_TESTS(ConvTest);
+EMBER_INSTANTIATE_CUDA_TESTS(ConvTestCuda);
 
 }  // namespace
 }  // namespace ember

@@ -98,8 +98,10 @@ TEST_P(LinearTest, Gradcheck) {
   EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return fc->forward(in[0]); }, {xx, fc->weight, fc->bias}));
 }
 
-TEST_P(LinearTest, CudaMatchesCpu) {
-  if (!device().is_cuda()) GTEST_SKIP() << "compares a CUDA device with the CPU";
+// Compares the CUDA backend with the CPU: instantiated on cuda:0 only.
+class LinearTestCuda : public LinearTest {};
+
+TEST_P(LinearTestCuda, CudaMatchesCpu) {
   nn::Linear fc(33, 17);
   const Tensor xc = randn({65, 33});
   const Tensor yc = fc->forward(xc);
@@ -129,6 +131,7 @@ TEST_P(LinearTest, PrintingAndBadInput) {
 }
 
 EMBER_INSTANTIATE_DEVICE_TESTS(LinearTest);
+EMBER_INSTANTIATE_CUDA_TESTS(LinearTestCuda);
 
 }  // namespace
 }  // namespace ember

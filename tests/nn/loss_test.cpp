@@ -173,8 +173,10 @@ TEST_P(LossTest, NllAndMseGradcheck) {
   EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return F::mse_loss(in[0], in[1]); }, {a0, b0}));
 }
 
-TEST_P(LossTest, CudaMatchesCpu) {
-  if (!device().is_cuda()) GTEST_SKIP() << "compares a CUDA device with the CPU";
+// Compares the CUDA backend with the CPU: instantiated on cuda:0 only.
+class LossTestCuda : public LossTest {};
+
+TEST_P(LossTestCuda, CudaMatchesCpu) {
   for (DType dt : {kFloat32, kFloat64}) {
     for (const std::vector<int64_t>& shape :
          {std::vector<int64_t>{64, 10}, std::vector<int64_t>{33, 5000}, std::vector<int64_t>{4, 7, 3, 5}}) {
@@ -227,6 +229,7 @@ TEST_P(LossTest, BadInput) {
 }
 
 EMBER_INSTANTIATE_DEVICE_TESTS(LossTest);
+EMBER_INSTANTIATE_CUDA_TESTS(LossTestCuda);
 
 }  // namespace
 }  // namespace ember

@@ -228,8 +228,10 @@ TEST_P(NormTest, FloatKernelsAgreeWithDouble) {
   EXPECT_TRUE(all_close(layer_norm(x32, {7}), layer_norm(x64, {7}).to(kFloat32), 1e-3, 1e-3));
 }
 
-TEST_P(NormTest, CudaMatchesCpu) {
-  if (!device().is_cuda()) GTEST_SKIP() << "compares a CUDA device with the CPU";
+// Compares the CUDA backend with the CPU: instantiated on cuda:0 only.
+class NormTestCuda : public NormTest {};
+
+TEST_P(NormTestCuda, CudaMatchesCpu) {
   for (DType dt : {kFloat32, kFloat64}) {
     for (const std::vector<int64_t>& shape : {std::vector<int64_t>{64, 33}, std::vector<int64_t>{8, 5, 7, 9},
                                                std::vector<int64_t>{3, 7, 1000}}) {
@@ -313,6 +315,7 @@ TEST_P(NormTest, BadInput) {
 }
 
 EMBER_INSTANTIATE_DEVICE_TESTS(NormTest);
+EMBER_INSTANTIATE_CUDA_TESTS(NormTestCuda);
 
 }  // namespace
 }  // namespace ember

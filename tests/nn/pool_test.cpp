@@ -230,8 +230,10 @@ TEST_P(PoolTest, BadInput) {
 }
 
 // CUDA kernels against the CPU loops on the same random data.
-TEST_P(PoolTest, CudaMatchesCpu) {
-  if (!device().is_cuda()) GTEST_SKIP() << "compares the CUDA result with the CPU one";
+// Compares the CUDA backend with the CPU: instantiated on cuda:0 only.
+class PoolTestCuda : public PoolTest {};
+
+TEST_P(PoolTestCuda, CudaMatchesCpu) {
   manual_seed(24);
   for (DType dt : {kFloat32, kFloat64}) {
     const Tensor x = randn({4, 5, 13, 11}, TensorOptions().dtype(dt));
@@ -260,6 +262,7 @@ TEST_P(PoolTest, CudaMatchesCpu) {
 }
 
 EMBER_INSTANTIATE_DEVICE_TESTS(PoolTest);
+EMBER_INSTANTIATE_CUDA_TESTS(PoolTestCuda);
 
 // ---- layers: printing and Flatten --------------------------------------------------------------------
 

@@ -193,8 +193,7 @@ TEST_P(TensorTest, PrintsLikePyTorch) {
   EXPECT_EQ(os.str(), "[ undefined Tensor ]");
 }
 
-TEST_P(TensorTest, LogicalCpuDevicesAreStrict) {
-  if (device().is_cuda()) GTEST_SKIP() << "logical CPU devices only";
+TEST(Tensor, LogicalCpuDevicesAreStrict) {
   Tensor a = ones({3}, TensorOptions(Device::cpu(0)));
   Tensor b = ones({3}, TensorOptions(Device::cpu(1)));
   EXPECT_EQ(b.device(), Device::cpu(1));
@@ -217,7 +216,7 @@ EMBER_INSTANTIATE_DEVICE_TESTS(TensorTest);
 // CUDA requests on a machine without a GPU (or a CPU-only build) are errors, never crashes.
 TEST(TensorNoGpu, CudaUseWithoutGpuThrows) {
   if (cuda::is_available()) GTEST_SKIP() << "this machine has a GPU";
-  const std::string why = cuda::is_compiled() ? "no CUDA device" : "built without CUDA";
+  const std::string why = cuda::is_compiled() ? "CUDA device" : "built without CUDA";
   EXPECT_EMBER_ERROR(zeros({2}, TensorOptions(Device::cuda(0))), why);
   EXPECT_EMBER_ERROR(ones({2}).cuda(), why);
   EXPECT_EMBER_ERROR(ones({2}).to(Device("cuda:7")), why);
