@@ -41,6 +41,7 @@ class DataParallelImpl : public nn::Module {
                    int64_t dim = 0)
       : nn::Module("DataParallel"), module_(std::move(module)), devices_(std::move(devices)), dim_(dim) {
     EMBER_CHECK(module_ != nullptr, "DataParallel: the module is null");
+    const long refs_before = module_.use_count();
     check_devices("DataParallel", devices_);
     output_device_ = output_device.value_or(devices_[0]);
     check_params_on_first_device();
@@ -61,7 +62,11 @@ class DataParallelImpl : public nn::Module {
     for (size_t r = 1; r < replicas_.size(); ++r)
       for (size_t k = 0; k < state_[0].size(); ++k) synced_[r][k] = stamp(state_[0][k]);
     reducer_ = Reducer::create(std::move(params), devices_);
+    own_refs_ = module_.use_count() - refs_before + 1;
   }
+
+  // Whether nothing but this object holds the module (data_parallel's cache then drops it).
+  bool sole_owner_of_module() const { return module_.use_count() <= own_refs_; }
 
   std::shared_ptr<T> module() const { return module_; }
   const std::vector<Device>& devices() const { return devices_; }
@@ -191,6 +196,7 @@ class DataParallelImpl : public nn::Module {
   std::vector<std::vector<Tensor>> state_;    // parameters then buffers, per replica
   std::vector<std::vector<Synced>> synced_;   // what each replica last copied
   std::shared_ptr<Reducer> reducer_;
+  long own_refs_ = 1;  // references to module_ held by this object (member, registration, replica 0)
 };
 
 // The holder: `parallel::DataParallel<NetImpl> dp(net, {0, 1}); dp->forward(x);`.
@@ -222,27 +228,24 @@ namespace detail {
 template <class T>
 std::shared_ptr<DataParallelImpl<T>> cached_data_parallel(const std::shared_ptr<T>& module, const std::vector<Device>& devices,
                                                           Device output_device, int64_t dim) {
-  struct Entry {
-    std::weak_ptr<T> module;
-    std::shared_ptr<DataParallelImpl<T>> dp;
-  };
   static std::mutex mutex;
-  static std::map<std::tuple<const void*, std::vector<int>, int, int64_t>, Entry> cache;
+  static std::map<std::tuple<const void*, std::vector<int>, int, int64_t>, std::shared_ptr<DataParallelImpl<T>>> cache;
   std::vector<int> ids;
   for (const Device& d : devices) ids.push_back(d.flat_index());
   std::lock_guard<std::mutex> lock(mutex);
-  for (auto it = cache.begin(); it != cache.end();) it = it->second.module.expired() ? cache.erase(it) : std::next(it);
+  // Entries whose module the user has dropped go (the entry itself keeps the module alive).
+  for (auto it = cache.begin(); it != cache.end();) it = it->second->sole_owner_of_module() ? cache.erase(it) : std::next(it);
   auto key = std::make_tuple(static_cast<const void*>(module.get()), ids, output_device.flat_index(), dim);
   auto it = cache.find(key);
-  if (it != cache.end()) return it->second.dp;
+  if (it != cache.end()) return it->second;
   auto dp = std::make_shared<DataParallelImpl<T>>(module, devices, output_device, dim);
-  cache.emplace(key, Entry{module, dp});
+  cache.emplace(key, dp);
   return dp;
 }
 }  // namespace detail
 
 // The functional form: parallel::data_parallel(net, x, {0, 1}, 0, 0).
-template <class T, class... Extra>
+template <class T>
 auto data_parallel(const nn::ModuleHolder<T>& module, const Tensor& input, std::vector<int> device_ids = {},
                    int output_device = -1, int64_t dim = 0) {
   std::vector<Device> devices = cuda_devices(device_ids);

@@ -9,15 +9,17 @@
 namespace ember {
 
 namespace {
-void check_index(DeviceType type, long index, const std::string& what) {
-  const int limit = type == DeviceType::CPU ? kMaxCpuDevices : kMaxCudaDevices;
-  EMBER_CHECK(index >= 0 && index < limit, "invalid device ", what, ": the index must be in [0, ", limit,
-              ") for ", device_type_name(type), " devices");
+int index_limit(DeviceType type) { return type == DeviceType::CPU ? kMaxCpuDevices : kMaxCudaDevices; }
+
+[[noreturn]] void throw_bad_index(DeviceType type, long index, const std::string& what) {
+  EMBER_THROW("invalid device ", what, ": the index must be in [0, ", index_limit(type), ") for ",
+              device_type_name(type), " devices (got ", index, ")");
 }
 }  // namespace
 
 Device::Device(DeviceType type, int index) : type_(type), index_(static_cast<int16_t>(index)) {
-  check_index(type, index, device_type_name(type) + ":" + std::to_string(index));
+  if (index < 0 || index >= index_limit(type)) [[unlikely]]
+    throw_bad_index(type, index, device_type_name(type) + ":" + std::to_string(index));
 }
 
 Device::Device(const char* spec) : Device(std::string(spec ? spec : "")) {}
@@ -41,7 +43,7 @@ Device::Device(const std::string& spec) {
   long value = -1;
   auto [ptr, ec] = std::from_chars(first, last, value);
   if (first == last || ec != std::errc() || ptr != last || value < 0) bad();
-  check_index(type_, value, "'" + spec + "'");
+  if (value >= index_limit(type_)) throw_bad_index(type_, value, "'" + spec + "'");
   index_ = static_cast<int16_t>(value);
 }
 

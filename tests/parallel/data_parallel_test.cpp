@@ -261,6 +261,19 @@ TEST(DataParallel, FunctionalFormMatchesTheModule) {
   EXPECT_TRUE(testing::all_close(g, net->named_parameters().at("0.weight").grad(), 1e-12, 1e-12));
 }
 
+TEST(DataParallel, FunctionalFormReleasesDroppedModules) {
+  std::weak_ptr<SequentialImpl> weak;
+  {
+    Sequential net(Linear(3, 2));
+    weak = net.ptr();
+    parallel::data_parallel(net, randn({4, 3}), cpus(2));
+  }
+  EXPECT_FALSE(weak.expired());  // cached until the next call notices the module was dropped
+  Sequential other(Linear(3, 2));
+  parallel::data_parallel(other, randn({4, 3}), cpus(2));
+  EXPECT_TRUE(weak.expired());
+}
+
 TEST(DataParallel, TwoGpusMatchOneGpu_MultiGPU) {
   if (cuda::device_count() < 2) GTEST_SKIP() << "needs two CUDA devices (this machine has " << cuda::device_count() << ")";
   manual_seed(4);
