@@ -1,8 +1,14 @@
-// ember mm/bmm on the CPU against cblas_sgemm called directly on the same buffers (GFLOP/s; target: within 10%).
+// ember mm/bmm against the BLAS called directly on the same buffers (GFLOP/s): cblas_sgemm on the CPU
+// (target: within 10%), cuBLAS on the GPU (float32 without TF32; target: within 5%).
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
 #include "ember.h"
+
+#ifdef EMBER_WITH_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#endif
 
 namespace {
 
@@ -94,6 +100,98 @@ void BM_cblas_sgemm_loop_small(benchmark::State& state) {
   }
   set_gflops(state, 2.0 * static_cast<double>(batch * n * n * n));
 }
+
+// ---- GPU: ember::mm against cuBLAS called directly (skipped without a GPU) --------------------------
+// Both in float32 with TF32 off (CUBLAS_COMPUTE_32F, ember's default), timed with CUDA events on the
+// current stream after a warm-up. Inputs are random: cuBLAS runs measurably faster on zeros.
+
+// Events around one call of `op` per iteration; false (and the benchmark skipped) without a GPU.
+template <class F>
+bool time_on_gpu(benchmark::State& state, F&& op) {
+  if (!cuda::is_available()) {
+    state.SkipWithError("no CUDA device (or ember built without CUDA)");
+    return false;
+  }
+  for (int i = 0; i < 3; ++i) op();  // cuBLAS heuristics, allocator cache, module load
+  cuda::synchronize();
+  cuda::Event start(true), stop(true);
+  for (auto _ : state) {
+    start.record();
+    op();
+    stop.record();
+    stop.synchronize();
+    state.SetIterationTime(static_cast<double>(start.elapsed_ms(stop)) / 1e3);
+  }
+  return true;
+}
+
+void BM_GpuMm(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor a, b;
+  if (cuda::is_available()) {
+    cuda::set_allow_tf32(false);
+    manual_seed(0);
+    a = randn({n, n}, Device::cuda());
+    b = randn({n, n}, Device::cuda());
+  }
+  if (time_on_gpu(state, [&] { benchmark::DoNotOptimize(mm(a, b)); }))
+    set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
+}
+
+#ifdef EMBER_WITH_CUDA
+// A cuBLAS handle for the baseline, bound to ember's current stream (RAII).
+class CublasHandle {
+ public:
+  CublasHandle() {
+    if (cublasCreate(&handle_) != CUBLAS_STATUS_SUCCESS) handle_ = nullptr;
+    if (handle_) cublasSetStream(handle_, static_cast<cudaStream_t>(cuda::current_stream().handle()));
+  }
+  ~CublasHandle() {
+    if (handle_) cublasDestroy(handle_);
+  }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  cublasHandle_t get() const { return handle_; }
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+};
+
+// The same product as cublasGemmEx into a preallocated buffer: row-major C = A B as column-major
+// C^T = B^T A^T, exactly the call ember would need at the least.
+void BM_GpuCublasGemmEx(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  if (!cuda::is_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  manual_seed(0);
+  const Tensor a = randn({n, n}, Device::cuda()), b = randn({n, n}, Device::cuda());
+  const Tensor c = empty({n, n}, Device::cuda());  // raw_data(): device pointers (data_ptr() is host-only)
+  CublasHandle handle;
+  if (!handle.get()) {
+    state.SkipWithError("cublasCreate failed");
+    return;
+  }
+  const int nn = static_cast<int>(n);
+  const float alpha = 1.0f, beta = 0.0f;
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
+  const bool ran = time_on_gpu(state, [&] {
+    const cublasStatus_t s = cublasGemmEx(handle.get(), CUBLAS_OP_N, CUBLAS_OP_N, nn, nn, nn, &alpha, b.raw_data(),
+                                          CUDA_R_32F, nn, a.raw_data(), CUDA_R_32F, nn, &beta, c.raw_data(), CUDA_R_32F,
+                                          nn, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) status = s;
+  });
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    state.SkipWithError(cublasGetStatusString(status));
+    return;
+  }
+  if (ran) set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
+}
+BENCHMARK(BM_GpuCublasGemmEx)->Arg(4096)->Arg(1024)->UseManualTime()->Unit(benchmark::kMillisecond);
+#endif
+
+BENCHMARK(BM_GpuMm)->Arg(4096)->Arg(1024)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_ember_mm)->Arg(1024)->Arg(256)->Arg(64)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_cblas_sgemm)->Arg(1024)->Arg(256)->Arg(64)->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -186,6 +186,13 @@ void BM_GpuSumRows64M(benchmark::State& state) {
 }
 BENCHMARK(BM_GpuSumRows64M)->UseManualTime()->Unit(benchmark::kMillisecond);
 
+void BM_GpuLogSoftmax(benchmark::State& state) {  // a classifier's logits, [4096, 1000] (fits in L2)
+  Tensor a, s;
+  if (cuda::is_available()) a = randn({4096, 1000}, Device::cuda());
+  gpu_bandwidth(state, 4096 * 1000 * 2 * 4, [&] { s = a.log_softmax(1); });
+}
+BENCHMARK(BM_GpuLogSoftmax)->UseManualTime()->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -12,10 +12,14 @@ find_package(nlohmann_json 3 REQUIRED)
 # (libopenblas-openmp-dev) shares OpenMP's thread pool, so we link that one by its full path (the
 # directory lands in the RPATH, so the loader does not pick the pthreads build through the
 # libopenblas.so.0 alternative). Without it we fall back to whatever FindBLAS finds, with a warning.
-set(_ember_openblas_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
+# EMBER_OPENBLAS_ROOT moves the whole Debian layout elsewhere: bench/gpu_check.sh unpacks the .deb files
+# into a private prefix on machines without a package registry.
+set(EMBER_OPENBLAS_ROOT /usr CACHE PATH
+    "Prefix of the OpenMP build of OpenBLAS in Debian's layout (lib/<arch>/openblas-openmp, include/<arch>/openblas-openmp)")
+set(_ember_openblas_dir ${EMBER_OPENBLAS_ROOT}/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp)
 find_library(EMBER_OPENBLAS_LIBRARY NAMES openblas PATHS ${_ember_openblas_dir} NO_DEFAULT_PATH)
-find_path(EMBER_OPENBLAS_INCLUDE_DIR cblas.h PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
-          NO_DEFAULT_PATH)
+find_path(EMBER_OPENBLAS_INCLUDE_DIR cblas.h
+          PATHS ${EMBER_OPENBLAS_ROOT}/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp NO_DEFAULT_PATH)
 if(EMBER_OPENBLAS_LIBRARY AND EMBER_OPENBLAS_INCLUDE_DIR)
   set(EMBER_BLAS_LIBRARIES ${EMBER_OPENBLAS_LIBRARY})
   set(EMBER_CBLAS_INCLUDE_DIR ${EMBER_OPENBLAS_INCLUDE_DIR})

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -179,6 +180,31 @@ constexpr std::array<DataPtr::Deleter, kMaxCudaDevices> kDeviceDeleters =
 bool is_device_allocation(const DataPtr& ptr) {
   return ptr.device().is_cuda() && ptr.deleter() == kDeviceDeleters[ptr.device().index()];
 }
+
+// Note [Uncached CUDA memory]
+// With EMBER_CUDA_NO_CACHING=1 in the environment every CUDA tensor gets its own exact-size
+// cudaMalloc and gives it back with cudaFree (which waits for the device), like PyTorch's
+// PYTORCH_NO_CUDA_MEMORY_CACHING. Slow, but compute-sanitizer's memcheck then sees every
+// allocation's true bounds: with the cache, an overrun that stays inside a cached block is invisible.
+// The caching allocator's statistics do not count this memory.
+bool caching_disabled() {
+  static const bool disabled = [] {
+    const char* v = std::getenv("EMBER_CUDA_NO_CACHING");
+    return v != nullptr && v[0] != '\0' && std::string(v) != "0";
+  }();
+  return disabled;
+}
+
+void free_uncached(void* context, void* ptr) {
+  const int device = static_cast<int>(reinterpret_cast<intptr_t>(context));
+  int previous = -1;
+  if (cudaGetDevice(&previous) != cudaSuccess) previous = -1;
+  if (previous != device) EMBER_CUDA_WARN(cudaSetDevice(device));
+  EMBER_CUDA_WARN(cudaFree(ptr));
+  if (previous >= 0 && previous != device) EMBER_CUDA_WARN(cudaSetDevice(previous));
+}
+
+bool is_uncached_allocation(const DataPtr& ptr) { return ptr.deleter() == &free_uncached; }
 
 CachingAllocator& allocator_for(int device, const char* op) {
   return device_allocators().get(detail::resolve_device(device, op));
@@ -370,6 +396,18 @@ DataPtr allocate(Device device, size_t nbytes) {
   check_device(device);
   if (nbytes == 0) return DataPtr(nullptr, nullptr, nullptr, device);
   const int index = device.index();
+  if (caching_disabled()) {
+    DeviceGuard guard(device);
+    void* ptr = nullptr;
+    const cudaError_t err = cudaMalloc(&ptr, nbytes);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      EMBER_THROW("CUDA out of memory on ", device, ": tried to allocate ", nbytes,
+                  " bytes (EMBER_CUDA_NO_CACHING is set, so nothing is cached to free)");
+    }
+    EMBER_CUDA_CHECK(err);
+    return DataPtr(ptr, reinterpret_cast<void*>(static_cast<intptr_t>(index)), &free_uncached, device);
+  }
   CachingAllocator& allocator = device_allocators().get(index);
   Block* block = allocator.allocate(nbytes, current_stream(index).handle());
   return DataPtr(CachingAllocator::block_ptr(block), block, kDeviceDeleters[index], device);
@@ -377,6 +415,7 @@ DataPtr allocate(Device device, size_t nbytes) {
 
 void record_stream(const DataPtr& ptr, const Stream& stream) {
   if (!ptr) return;  // an empty allocation has no memory to protect
+  if (is_uncached_allocation(ptr)) return;  // cudaFree waits for every stream
   EMBER_CHECK(is_device_allocation(ptr), "record_stream: the memory (on ", ptr.device(),
               ") does not come from ember's CUDA caching allocator");
   EMBER_CHECK(stream.device() == ptr.device(), "record_stream: the stream is on ", stream.device(),

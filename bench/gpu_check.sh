@@ -1,0 +1,687 @@
+#!/usr/bin/env bash
+# gpu_check.sh: one device call: CUDA build, tests, compute-sanitizer, benchmarks vs cuBLAS and PyTorch, training.
+#
+# How to run it (a session whose task is lent a GPU machine; the device tool's `status` says so):
+#   1. here, once per session (needs the network):   scripts/gpu_deps.sh
+#      It fills .device/ (ignored by git) with the Debian packages the build needs and the Fashion-MNIST
+#      files, ~39 MiB; the working tree travels too, all of it under the call's 64 MiB.
+#   2. one call of the device tool's `run`:
+#        command:   bash bench/gpu_check.sh
+#        carry:     [".device"]
+#        timeout_s: 600
+#      (kind: left out, i.e. nvidia-h100-x1; nvidia-h200 works the same way.)
+#   3. read the table at the end of the reply; $OUT's files come back under files_at:
+#        summary.txt                the tables printed last (phases, tests, sanitizer, ember vs PyTorch, training)
+#        logs.tar.gz                every log: probe, configure, build, ctest, sanitizer, benchmarks, training
+#        ember_bench.json           Google Benchmark JSON of each bench program, keyed by program
+#        torch_bench.json           the same workloads timed in PyTorch (bench/pytorch/bench_torch.py)
+#        fashion_mnist_ember.json   metrics of `fashion_mnist --device cuda --epochs 2`
+#        fashion_mnist_torch.json   the same training in PyTorch (bench/pytorch/fashion_mnist.py)
+#
+# Phases, in order, with the wall time expected on the 16-core H100 machine. Each runs under `timeout`;
+# a deadline (EMBER_GPU_CHECK_BUDGET s after the start) ends the run in time to pack $OUT, and each
+# phase leaves the later ones their minimum share, so a slow build shortens the sanitizer, not the table.
+#   probe      ~5 s      GPU, nvcc, cuDNN, NCCL, compute-sanitizer, Python with torch; unpack .device/debs
+#   configure  ~20 s     Release, EMBER_CUDA=ON, CMAKE_CUDA_ARCHITECTURES=90, Ninja; LibTorch oracle tests off
+#   build      ~150-250 s  everything (ninja -j<cores>)
+#   test       ~60 s     ctest -L cuda (all CUDA tests, -j<cores/2>), then ctest -LE cuda (the CPU suite)
+#   sanitize   ~60-120 s compute-sanitizer memcheck over every test binary's CUDA tests ('*CUDA*:*MultiGPU*'),
+#                        racecheck over the reduction/softmax/norm/pool ones, all in parallel
+#   bench      ~50 s     the GPU benchmarks of bench_ops, bench_matmul (ember mm vs cuBLAS), bench_conv,
+#                        bench_optim and bench_train_step, JSON
+#   torch      ~40 s     the same workloads in PyTorch (CUDA events, TF32 off)
+#   train      ~60 s     fashion_mnist --device cuda --epochs 2, then the same model and schedule in PyTorch
+#   report     ~2 s      bench/pytorch/compare.py: ember vs PyTorch table with ratios, the targets
+#                        (GEMM within 5% of cuBLAS, add/sum at >= 85% of copy bandwidth), training side by side
+#
+# Knobs (environment; the defaults are for the device machine; see bench/pytorch/README.md for a run
+# without a GPU):
+#   EMBER_GPU_CHECK_BUDGET       seconds for the whole check (default 560; the call's limit is 600)
+#   EMBER_GPU_CHECK_PHASES       comma list of phases to run (default: all of the above)
+#   EMBER_GPU_CHECK_CUDA         EMBER_CUDA for the build (default ON)
+#   EMBER_GPU_CHECK_PREFIX       where the .deb files are unpacked (default /tmp/ember-deps)
+#   EMBER_GPU_CHECK_BUILD        build directory (default /tmp/ember-build)
+#   EMBER_GPU_CHECK_WORK         logs and scratch (default /tmp/ember-gpu-check); $OUT defaults to <work>/out
+#   EMBER_GPU_CHECK_JOBS         build and ctest parallelism (default: number of cores)
+#   EMBER_GPU_CHECK_DEVICE       device for the training run and PyTorch (default cuda)
+#   EMBER_GPU_CHECK_EPOCHS       epochs of the training run (default 2)
+#   EMBER_GPU_CHECK_HIDE_SYSTEM  1: make CMake ignore /usr's copies of the packages (to prove, on a machine
+#                                that has them, that the unpacked ones suffice)
+#   EMBER_GPU_CHECK_CMAKE_ARGS   extra configure arguments
+#   EMBER_GPU_CHECK_TORCH_TRAIN_ARGS  extra arguments for bench/pytorch/fashion_mnist.py (e.g. "--limit 4096")
+#   EMBER_GPU_CHECK_CAP_SCALE    multiplies every phase's time cap (default 1; larger for a slow dry run)
+#   EMBER_GPU_CHECK_KEEP_BUILD   1: reuse the build directory (default: start from an empty one)
+#   EMBER_GPU_CHECK_SANITIZER    compute-sanitizer to use (default: found on PATH, in the toolkit or under /opt)
+#   EMBER_PYTHON                 the Python with torch (default: the first of python3, /usr/bin/python3 that imports it)
+set -uo pipefail  # no -e: a failing phase is recorded and the next one still runs
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+t_start=$(date +%s)
+budget="${EMBER_GPU_CHECK_BUDGET:-560}"
+phases=",${EMBER_GPU_CHECK_PHASES:-probe,configure,build,test,sanitize,bench,torch,train,report},"
+cuda_mode="${EMBER_GPU_CHECK_CUDA:-ON}"
+prefix="${EMBER_GPU_CHECK_PREFIX:-/tmp/ember-deps}"
+build="${EMBER_GPU_CHECK_BUILD:-/tmp/ember-build}"
+work="${EMBER_GPU_CHECK_WORK:-/tmp/ember-gpu-check}"
+out="${OUT:-$work/out}"
+jobs="${EMBER_GPU_CHECK_JOBS:-$(nproc 2>/dev/null || echo 4)}"
+train_device="${EMBER_GPU_CHECK_DEVICE:-cuda}"
+epochs="${EMBER_GPU_CHECK_EPOCHS:-2}"
+hide_system="${EMBER_GPU_CHECK_HIDE_SYSTEM:-0}"
+cap_scale="${EMBER_GPU_CHECK_CAP_SCALE:-1}"
+data_dir="$repo/.device/fashion-mnist"
+logs="$work/logs"
+parts="$work/summary.d"  # pieces of summary.txt, concatenated in name order
+
+rm -rf "$logs" "$parts"
+rm -f "$out"/{summary.txt,logs.tar.gz,ember_bench.json,torch_bench.json,fashion_mnist_ember.json,fashion_mnist_torch.json}
+mkdir -p "$logs" "$parts" "$out" || { echo "gpu_check: cannot create $logs or $out" >&2; exit 1; }
+orig_ld_library_path="${LD_LIBRARY_PATH-}"
+orig_ld_set="${LD_LIBRARY_PATH+set}"
+
+# ---- bookkeeping -------------------------------------------------------------------------------------
+elapsed() { echo $(($(date +%s) - t_start)); }
+left() { echo $((budget - $(elapsed))); }
+want() { [[ "$phases" == *",$1,"* ]]; }
+log() { printf '[%4ss] %s\n' "$(elapsed)" "$*"; }
+
+# limit CAP RESERVE: the timeout for a step that would like CAP seconds while RESERVE seconds stay for
+# the phases after it; prints 0 when fewer than 10 seconds remain for it. The reserves below are the
+# sums of the later phases' least useful shares: training 35 s + 35 s, PyTorch 40 s, benchmarks 40 s,
+# tests 60 s, report 5 s; the sanitizer takes what is left over and the build all it needs up to that.
+limit() {
+  local cap=$(($1 * cap_scale)) reserve="$2" avail
+  avail=$(($(left) - reserve))
+  ((avail > cap)) && avail=$cap
+  ((avail < 10)) && avail=0
+  echo "$avail"
+}
+
+phase_rows=()
+# record PHASE STATUS SECONDS NOTE: one row of the phase table, and summary.txt rewritten.
+record() {
+  phase_rows+=("$(printf '%-10s %-8s %5ss  %s' "$1" "$2" "$3" "$4")")
+  log "$1: $2 ($3 s) $4"
+  write_summary
+}
+# part NAME: stdin becomes a section of summary.txt.
+part() { cat >"$parts/$1.txt"; write_summary; }
+write_summary() {
+  {
+    echo "== ember GPU check: $(date -u '+%Y-%m-%d %H:%M UTC'), ${gpu_name:-no GPU seen}, $(elapsed) s of $budget"
+    echo "phase      status     time  note"
+    printf '%s\n' "${phase_rows[@]}"
+    local f
+    for f in "$parts"/*.txt; do
+      [[ -s "$f" ]] || continue
+      echo
+      cat "$f"
+    done
+  } >"$out/summary.txt"
+}
+# rc_status RC: ok / FAIL(rc) / TIMEOUT.
+rc_status() {
+  case "$1" in
+    0) echo ok ;;
+    skipped) echo skipped ;;
+    124 | 137) echo TIMEOUT ;;
+    *) echo "FAIL($1)" ;;
+  esac
+}
+# tail_of FILE N: the last N lines, each cut to 200 characters.
+tail_of() { tail -n "$2" "$1" 2>/dev/null | cut -c1-200; }
+
+pack() {
+  [[ -n "${packed:-}" ]] && return
+  packed=1
+  cp -f "$build/CMakeCache.txt" "$logs/" 2>/dev/null
+  tar -czf "$out/logs.tar.gz" -C "$work" logs summary.d 2>/dev/null
+  write_summary
+}
+trap 'pack' EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# py ARGS...: the Python with torch, with the LD_LIBRARY_PATH it had before this script changed it (the
+# unpacked libraries are for ember's programs, not for torch). pyrun is the same as a command prefix.
+pyrun=()
+set_python() {
+  python="$1"
+  if [[ "$orig_ld_set" == set ]]; then
+    pyrun=(env "LD_LIBRARY_PATH=$orig_ld_library_path" PYTHONDONTWRITEBYTECODE=1 "$python")
+  else
+    pyrun=(env -u LD_LIBRARY_PATH PYTHONDONTWRITEBYTECODE=1 "$python")
+  fi
+}
+py() { [[ -n "$python" ]] && "${pyrun[@]}" "$@"; }
+
+build_ok=0
+python=""
+gpu_name=""
+write_summary
+
+# ---- probe: what the machine has; unpack the carried packages ----------------------------------------
+arch="$(c++ -print-multiarch 2>/dev/null || true)"
+[[ -n "$arch" ]] || arch="$(uname -m)-linux-gnu"
+
+# extract DEB DIR: unpacks a .deb without installing it (dpkg -x, or ar + tar where dpkg is missing).
+extract() {
+  if command -v dpkg-deb >/dev/null 2>&1; then
+    dpkg-deb -x "$1" "$2"
+  else
+    local member
+    member="$(ar t "$1" | grep '^data\.tar')" || return 1
+    case "$member" in
+      *.xz) ar p "$1" "$member" | tar -xJ -C "$2" ;;
+      *.zst) ar p "$1" "$member" | zstd -dc | tar -x -C "$2" ;;
+      *.gz) ar p "$1" "$member" | tar -xz -C "$2" ;;
+      *) ar p "$1" "$member" | tar -x -C "$2" ;;
+    esac
+  fi
+}
+
+# first_file GLOB...: the first existing file (not a folder) among the globs' expansions.
+first_file() {
+  local g f
+  for g in "$@"; do
+    for f in $g; do
+      [[ -f "$f" ]] && { echo "$f"; return 0; }
+    done
+  done
+  return 1
+}
+
+# find_cuda_library NAME HEADER: locates lib<NAME>.so* and the folder with HEADER among the toolkit,
+# /usr and the Python wheels (nvidia/*), and makes <prefix>/<NAME>/{include,lib/lib<NAME>.so} point at
+# them (pip wheels ship only lib<NAME>.so.<major>, which find_library does not take). Prints the folders.
+find_cuda_library() {
+  local name="$1" header="$2" lib="" inc="" d
+  local roots=("$cuda_root" /usr/local/cuda /usr /usr/local)
+  local sp
+  for sp in "${site_dirs[@]}"; do roots+=("$sp/nvidia/$name" "$sp/nvidia/cu13" "$sp/nvidia/cu12"); done
+  for d in "${roots[@]}"; do
+    [[ -d "$d" ]] || continue
+    [[ -z "$inc" ]] && inc="$(first_file "$d/include/$header" "$d/include/$arch/$header" "$d/targets/x86_64-linux/include/$header")"
+    [[ -z "$lib" ]] && lib="$(first_file "$d/lib64/lib$name.so" "$d/lib/lib$name.so" "$d/lib/$arch/lib$name.so" \
+      "$d/targets/x86_64-linux/lib/lib$name.so" "$d/lib64/lib$name.so.[0-9]*" "$d/lib/lib$name.so.[0-9]*" \
+      "$d/lib/$arch/lib$name.so.[0-9]*")"
+  done
+  inc="${inc%/*}"
+  [[ -n "$inc" && -n "$lib" ]] || { echo "$name: NOT FOUND (header ${inc:-missing}, library ${lib:-missing})"; return 1; }
+  mkdir -p "$prefix/$name/lib"
+  ln -sfn "$inc" "$prefix/$name/include"
+  ln -sf "$lib" "$prefix/$name/lib/lib$name.so"
+  extra_ld+=("$(dirname "$(readlink -f "$lib")")")
+  echo "$name: $lib (headers $inc)"
+}
+
+# shim_toolkit_library NAME: when the toolkit has no lib<NAME>.so (CUDA from pip wheels ships only
+# lib<NAME>.so.<major>), links one into <prefix>/cudalibs/lib, which CMAKE_PREFIX_PATH then offers
+# to FindCUDAToolkit.
+shim_toolkit_library() {
+  local name="$1" lib sp
+  first_file "$cuda_root/lib64/lib$name.so" "$cuda_root/lib/lib$name.so" \
+    "$cuda_root/targets/x86_64-linux/lib/lib$name.so" "/usr/lib/$arch/lib$name.so" >/dev/null && return 0
+  local globs=("$cuda_root/lib64/lib$name.so.[0-9]*" "$cuda_root/lib/lib$name.so.[0-9]*"
+    "$cuda_root/targets/x86_64-linux/lib/lib$name.so.[0-9]*")
+  for sp in "${site_dirs[@]}"; do
+    globs+=("$sp/nvidia/cu13/lib/lib$name.so.[0-9]*" "$sp/nvidia/cublas/lib/lib$name.so.[0-9]*"
+      "$sp/nvidia/cuda_runtime/lib/lib$name.so.[0-9]*")
+  done
+  lib="$(first_file "${globs[@]}")" || { echo "lib$name.so: NOT FOUND in the toolkit or the Python wheels"; return 1; }
+  mkdir -p "$prefix/cudalibs/lib"
+  ln -sf "$lib" "$prefix/cudalibs/lib/lib$name.so"
+  extra_ld+=("$(dirname "$(readlink -f "$lib")")")
+  echo "lib$name.so: linked to $lib (the toolkit has none)"
+}
+
+probe() {
+  local t0 note=""
+  t0=$(date +%s)
+  {
+    echo "== machine"
+    uname -a
+    nproc
+    free -g | head -2
+    echo "== GPU"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
+      --format=csv 2>&1 || echo "nvidia-smi failed"
+  } >"$logs/probe.log" 2>&1
+  gpu_name="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+
+  nvcc="${CUDACXX:-$(command -v nvcc || first_file /usr/local/cuda/bin/nvcc '/usr/local/cuda-*/bin/nvcc')}"
+  cuda_root=""
+  [[ -n "$nvcc" ]] && cuda_root="$(dirname "$(dirname "$(readlink -f "$nvcc")")")"
+  sanitizer="${EMBER_GPU_CHECK_SANITIZER:-}"
+  [[ -n "$sanitizer" ]] || sanitizer="$(command -v compute-sanitizer || first_file "$cuda_root/bin/compute-sanitizer" \
+    "$cuda_root/compute-sanitizer/compute-sanitizer" /usr/local/cuda/bin/compute-sanitizer \
+    /usr/local/cuda/compute-sanitizer/compute-sanitizer '/usr/local/cuda-*/compute-sanitizer/compute-sanitizer' ||
+    find /usr/local /opt -maxdepth 6 -name compute-sanitizer -type f -perm -u+x 2>/dev/null | head -1)"
+  if [[ -n "${EMBER_PYTHON:-}" ]]; then
+    set_python "$EMBER_PYTHON"
+  else
+    local p
+    for p in python3 /usr/bin/python3 /opt/torch/.venv/bin/python3; do
+      if env -u LD_LIBRARY_PATH "$p" -c 'import torch' >/dev/null 2>&1; then
+        set_python "$(command -v "$p")"
+        break
+      fi
+    done
+  fi
+  site_dirs=()
+  if [[ -n "$python" ]]; then
+    mapfile -t site_dirs < <(py -c 'import site; print("\n".join(site.getsitepackages()))' 2>/dev/null)
+  fi
+
+  # Unpack the carried packages into the private prefix. Runtime libraries the machine already has
+  # (zlib, libgfortran, libquadmath, libgomp) are left out: an older copy first on the library path
+  # could break programs built against the newer one.
+  rm -rf "$prefix"
+  mkdir -p "$prefix/rt"
+  local deb base unpacked=() skipped=()
+  local have_zlib=0 ld_cache
+  # Read once: `ldconfig -p | grep -q` fails at random under pipefail (grep exits early, SIGPIPE).
+  ld_cache="$(ldconfig -p 2>/dev/null)"
+  if [[ "$hide_system" != 1 ]] && echo '#include <zlib.h>' | c++ -E -x c++ - >/dev/null 2>&1; then have_zlib=1; fi
+  for deb in "$repo"/.device/debs/*.deb; do
+    [[ -e "$deb" ]] || { note="no .device/debs: run scripts/gpu_deps.sh first and carry .device"; break; }
+    base="$(basename "$deb")"
+    case "$base" in
+      zlib1g-dev_* | zlib1g_*)
+        if ((have_zlib)); then skipped+=("${base%%_*}"); continue; fi
+        extract "$deb" "$prefix" ;;
+      libgfortran5_* | libquadmath0_* | libgomp1_*)
+        local so
+        case "$base" in
+          libgfortran5_*) so=libgfortran.so.5 ;;
+          libquadmath0_*) so=libquadmath.so.0 ;;
+          *) so=libgomp.so.1 ;;
+        esac
+        if [[ "$ld_cache" == *"$so "* ]]; then skipped+=("${base%%_*}"); continue; fi
+        extract "$deb" "$prefix/rt" ;;
+      *) extract "$deb" "$prefix" ;;
+    esac || note="unpacking $base failed"
+    unpacked+=("${base%%_*}")
+  done
+  # What Debian's alternatives would link: libopenblas.so in the library folder (FindBLAS, used by the
+  # installed package's config in the install test, looks there).
+  local ob="$prefix/usr/lib/$arch/openblas-openmp"
+  if [[ -e "$ob/libopenblas.so" ]]; then
+    ln -sf openblas-openmp/libopenblas.so "$prefix/usr/lib/$arch/libopenblas.so"
+    ln -sf openblas-openmp/libopenblas.so.0 "$prefix/usr/lib/$arch/libopenblas.so.0"
+  fi
+
+  extra_ld=()
+  local found
+  find_cuda_library cudnn cudnn.h >"$work/found.txt" 2>&1
+  find_cuda_library nccl nccl.h >>"$work/found.txt" 2>&1
+  if [[ -n "$cuda_root" && "$cuda_mode" != OFF ]]; then
+    local l
+    for l in cudart cublas cublasLt; do shim_toolkit_library "$l" >>"$work/found.txt" 2>&1; done
+  fi
+  found="$(cat "$work/found.txt")"
+  # FindCUDNN/FindNCCL look in the toolkit first, then here (also for the install test's consumer).
+  export CUDNN_ROOT="$prefix/cudnn" NCCL_ROOT="$prefix/nccl"
+  # Runtime search path for ember's programs: OpenBLAS's Fortran runtime (when unpacked: OpenBLAS
+  # needs it, and a RUNPATH does not serve a library's own dependencies), cuDNN's and NCCL's folders
+  # (cuDNN loads its sub-libraries from there). The unpacked libraries themselves (OpenBLAS,
+  # benchmark, zlib) are found through the programs' RUNPATH; kept off this path, an older zlib
+  # cannot shadow the machine's for its own tools.
+  local ld=("$prefix/rt/usr/lib/$arch" "${extra_ld[@]}")
+  LD_LIBRARY_PATH="$(IFS=:; echo "${ld[*]}")${orig_ld_library_path:+:$orig_ld_library_path}"
+  export LD_LIBRARY_PATH
+  # The installed-package test configures a separate project: it finds zlib and BLAS through this.
+  export CMAKE_PREFIX_PATH="$prefix/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  [[ -d "$prefix/cudalibs" ]] && CMAKE_PREFIX_PATH="$prefix/cudalibs:$CMAKE_PREFIX_PATH"
+
+  {
+    echo "== tools"
+    echo "nvcc: ${nvcc:-NOT FOUND} ($("${nvcc:-false}" --version 2>/dev/null | tail -2 | head -1))"
+    echo "c++: $(c++ --version 2>/dev/null | head -1)"
+    echo "cmake: $(cmake --version 2>/dev/null | head -1), ninja $(ninja --version 2>/dev/null)"
+    echo "compute-sanitizer: ${sanitizer:-NOT FOUND}"
+    echo "python with torch: ${python:-NOT FOUND} $(py -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())' 2>/dev/null)"
+    echo "site-packages: ${site_dirs[*]}"
+    echo "== libraries"
+    echo "$found"
+    # shellcheck disable=SC2012  # a listing for people
+    ls -l "$cuda_root"/lib*/libcublas* "$cuda_root"/lib*/libcudart* 2>&1 | head -8
+    echo "unpacked into $prefix: ${unpacked[*]}"
+    echo "left out (the machine has them): ${skipped[*]}"
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    echo "CMAKE_PREFIX_PATH=$CMAKE_PREFIX_PATH"
+    echo "CUDNN_ROOT=$CUDNN_ROOT NCCL_ROOT=$NCCL_ROOT"
+  } >>"$logs/probe.log" 2>&1
+  {
+    echo "== probe"
+    echo "GPU: ${gpu_name:-none seen by nvidia-smi}; nvcc: ${nvcc:-NOT FOUND}; sanitizer: ${sanitizer:-NOT FOUND}"
+    echo "python: ${python:-NO PYTHON WITH TORCH} $(py -c 'import torch; print("torch", torch.__version__)' 2>/dev/null)"
+    echo "$found"
+    [[ ${#skipped[@]} -gt 0 ]] && echo "packages the machine has (not unpacked): ${skipped[*]}"
+  } | part 10-probe
+  local status=ok
+  [[ -n "$note" ]] && status=WARN
+  record probe "$status" $(($(date +%s) - t0)) "$note"
+}
+
+# ---- configure + build -------------------------------------------------------------------------------
+configure() {
+  local t0 lim rc
+  t0=$(date +%s)
+  lim=$(limit 120 260)
+  local args=(
+    -S "$repo" -B "$build" -G Ninja
+    -DCMAKE_BUILD_TYPE=Release
+    -DEMBER_CUDA="$cuda_mode"
+    -DCMAKE_CUDA_ARCHITECTURES=90
+    -DEMBER_BUILD_TORCH_TESTS=OFF
+    -DEMBER_OPENBLAS_ROOT="$prefix/usr"
+    -DGTest_DIR="$prefix/usr/lib/$arch/cmake/GTest"
+    -Dbenchmark_DIR="$prefix/usr/lib/$arch/cmake/benchmark"
+    -Dnlohmann_json_DIR="$prefix/usr/share/cmake/nlohmann_json"
+    -DCLI11_DIR="$prefix/usr/share/cmake/CLI11"
+  )
+  [[ -n "${nvcc:-}" ]] && args+=(-DCMAKE_CUDA_COMPILER="$nvcc")
+  if [[ "$hide_system" == 1 ]]; then
+    # Proof that the unpacked packages suffice: CMake may not take these from /usr.
+    args+=("-DCMAKE_IGNORE_PREFIX_PATH=/usr"
+      "-DCMAKE_IGNORE_PATH=/usr/include;/usr/lib/$arch;/usr/include/$arch/openblas-openmp;/usr/lib/$arch/openblas-openmp;/usr/lib/$arch/cmake/GTest;/usr/lib/$arch/cmake/benchmark;/usr/share/cmake/nlohmann_json;/usr/lib/cmake/nlohmann_json;/usr/share/cmake/CLI11;/usr/lib/cmake/CLI11")
+  fi
+  # shellcheck disable=SC2206  # word splitting of the extra arguments is wanted
+  args+=(${EMBER_GPU_CHECK_CMAKE_ARGS:-})
+  [[ "${EMBER_GPU_CHECK_KEEP_BUILD:-0}" == 1 ]] || rm -rf "$build"
+  if ((lim == 0)); then
+    record configure SKIPPED 0 "no time left"
+    return 1
+  fi
+  timeout -k 5 "$lim" cmake "${args[@]}" >"$logs/configure.log" 2>&1
+  rc=$?
+  {
+    echo "== where CMake found the dependencies (CMakeCache.txt)"
+    grep -E '^(GTest_DIR|benchmark_DIR|nlohmann_json_DIR|CLI11_DIR|ZLIB_INCLUDE_DIR|ZLIB_LIBRARY_RELEASE|ZLIB_LIBRARY|EMBER_OPENBLAS_LIBRARY|EMBER_OPENBLAS_INCLUDE_DIR|CUDNN_LIBRARY|CUDNN_INCLUDE_DIR|NCCL_LIBRARY|NCCL_INCLUDE_DIR|CUDAToolkit_NVCC_EXECUTABLE|CMAKE_CUDA_COMPILER|CMAKE_CXX_COMPILER):' \
+      "$build/CMakeCache.txt" 2>/dev/null | sed 's/:[A-Z]*=/ = /'
+    grep -E 'ember: CUDA backend' "$logs/configure.log"
+    if ((rc != 0)); then
+      echo "configure failed; the end of its log:"
+      grep -B2 -A12 'CMake Error' "$logs/configure.log" | head -40 | cut -c1-200
+    fi
+  } | part 20-configure
+  record configure "$(rc_status $rc)" $(($(date +%s) - t0)) ""
+  return $rc
+}
+
+build_all() {
+  local t0 lim rc
+  t0=$(date +%s)
+  lim=$(limit 420 160)
+  if ((lim == 0)); then
+    record build SKIPPED 0 "no time left"
+    return 1
+  fi
+  # -k 0: one broken target (a benchmark, say) must not keep the tests from being built.
+  timeout -k 5 "$lim" ninja -C "$build" -j "$jobs" -k 0 >"$logs/build.log" 2>&1
+  rc=$?
+  if ((rc != 0)); then
+    {
+      echo "== build failed ($(rc_status $rc)); first errors:"
+      grep -A15 '^FAILED:' "$logs/build.log" | head -50 | cut -c1-200
+      ((rc == 124)) && tail_of "$logs/build.log" 3
+    } | part 30-build
+  fi
+  record build "$(rc_status $rc)" $(($(date +%s) - t0)) "$(grep -c '^\[' "$logs/build.log") steps, -j$jobs, limit ${lim}s"
+  return $rc
+}
+
+# ---- (a) tests ---------------------------------------------------------------------------------------
+# ctest_summary LOG LABEL: one line (passed/failed/skipped) and the failed tests' names.
+ctest_summary() {
+  local logf="$1" label="$2" line skipped
+  line="$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$logf" | tail -1)"
+  skipped="$(grep -c '\*\*\*Skipped' "$logf")"
+  echo "$label: ${line:-no result (see the log)}; skipped: $skipped"
+  local total
+  total="$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$logf" | tail -1)"
+  if [[ -n "$total" ]] && ((total > 0 && skipped * 2 > total)); then
+    echo "  WARNING: most of these tests skipped (no GPU seen by ember?); see logs/devices.log"
+  fi
+  sed -n '/The following tests FAILED:/,$p' "$logf" | sed -n '2,31p' | cut -c1-160
+}
+
+run_tests() {
+  local t0 lim rc_cuda rc_cpu half
+  t0=$(date +%s)
+  lim=$(limit 180 165)
+  if ((lim == 0)); then
+    record test SKIPPED 0 "no time left"
+    return
+  fi
+  half=$((jobs / 2 > 1 ? jobs / 2 : 1))
+  # Does ember itself see the GPU? (Otherwise every CUDA test skips and "passes".)
+  [[ -x "$build/examples/devices" ]] && timeout 60 "$build/examples/devices" >"$logs/devices.log" 2>&1
+  # One after the other: two ctest runs in one build folder would both rewrite the test lists that
+  # gtest_discover_tests (PRE_TEST) generates, and read them half-written. Each CUDA test is its own
+  # process with its own CUDA context, so they run several at a time too.
+  (cd "$build" && OMP_NUM_THREADS=2 timeout -k 5 "$lim" ctest -L cuda --output-on-failure -j "$half" --timeout 200 \
+    --output-junit "$logs/ctest_cuda.xml" >"$logs/ctest_cuda.log" 2>&1)
+  rc_cuda=$?
+  lim=$(limit 120 165)
+  if ((lim > 0)); then
+    (cd "$build" && OMP_NUM_THREADS=2 timeout -k 5 "$lim" ctest -LE cuda --output-on-failure -j "$jobs" --timeout 300 \
+      --output-junit "$logs/ctest_cpu.xml" >"$logs/ctest_cpu.log" 2>&1)
+    rc_cpu=$?
+  else
+    rc_cpu=skipped
+  fi
+  {
+    echo "== tests"
+    grep -E '^CUDA:|devices:' "$logs/devices.log" 2>/dev/null | tr '\n' ' ' | sed 's/ $/\n/'
+    ctest_summary "$logs/ctest_cuda.log" "ctest -L cuda  ($(rc_status $rc_cuda))"
+    ctest_summary "$logs/ctest_cpu.log" "ctest -LE cuda ($(rc_status $rc_cpu))"
+  } | part 40-tests
+  local status=ok
+  [[ "$rc_cuda" != 0 || "$rc_cpu" != 0 ]] && status=FAIL
+  record test "$status" $(($(date +%s) - t0)) "cuda $(rc_status $rc_cuda), cpu $(rc_status $rc_cpu), limit ${lim}s"
+}
+
+# ---- (b) compute-sanitizer ---------------------------------------------------------------------------
+run_sanitizer() {
+  local t0 lim
+  t0=$(date +%s)
+  if [[ -z "${sanitizer:-}" ]]; then
+    record sanitize SKIPPED 0 "compute-sanitizer not found"
+    return
+  fi
+  lim=$(limit 120 165)
+  if ((lim == 0)); then
+    record sanitize SKIPPED 0 "no time left"
+    return
+  fi
+  # name|tool|binary|filter|shards. memcheck over every CUDA test, the two large binaries split into
+  # gtest shards (GTEST_TOTAL_SHARDS) so that all runs finish together; racecheck where kernels share
+  # memory. About 11 processes on 16 cores: the sanitizer's cost is mostly on the host.
+  local jobs_list=(
+    "memcheck-runtime|memcheck|ember_runtime_tests|*CUDA*:*MultiGPU*|1"
+    "memcheck-kernels|memcheck|ember_kernels_tests|*CUDA*:*MultiGPU*|3"
+    "memcheck-nn|memcheck|ember_nn_tests|*CUDA*:*MultiGPU*|3"
+    "memcheck-data|memcheck|ember_data_tests|*CUDA*:*MultiGPU*|1"
+    "memcheck-parallel|memcheck|ember_parallel_tests|*CUDA*:*MultiGPU*|1"
+    "racecheck-kernels|racecheck|ember_kernels_tests|*Reduce*CUDA*:*Softmax*CUDA*|1"
+    "racecheck-nn|racecheck|ember_nn_tests|*Norm*CUDA*:*Pool*CUDA*:*Loss*CUDA*|1"
+  )
+  local pids=() names=() entry name tool binary filter shards shard
+  for entry in "${jobs_list[@]}"; do
+    IFS='|' read -r name tool binary filter shards <<<"$entry"
+    [[ -x "$build/tests/$binary" ]] || continue
+    for ((shard = 0; shard < shards; ++shard)); do
+      local tag="$name"
+      ((shards > 1)) && tag="$name-$shard"
+      # memcheck sees true allocation bounds only without the caching allocator (Note [Uncached CUDA memory]).
+      # (Tests that check the allocator's statistics then fail by design; the sanitizer verdict is what counts.)
+      local no_caching=0
+      [[ "$tool" == memcheck ]] && no_caching=1
+      EMBER_CUDA_NO_CACHING="$no_caching" GTEST_TOTAL_SHARDS="$shards" GTEST_SHARD_INDEX="$shard" OMP_NUM_THREADS=2 \
+        timeout -k 5 "$lim" "$sanitizer" \
+        --tool "$tool" --error-exitcode 86 --print-limit 30 "$build/tests/$binary" --gtest_filter="$filter" \
+        >"$logs/sanitizer-$tag.log" 2>&1 &
+      pids+=($!)
+      names+=("$tag")
+    done
+  done
+  local i rc worst=0 summary_lines=()
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}"
+    rc=$?
+    local f="$logs/sanitizer-${names[$i]}.log" errs okc skipc failc verdict
+    errs="$(grep -Eo 'ERROR SUMMARY: [0-9]+ error|RACECHECK SUMMARY: [0-9]+ hazard' "$f" | tail -1)"
+    okc="$(grep -c '^\[       OK \]' "$f")"
+    skipc="$(grep -c '^\[  SKIPPED \] [A-Za-z]' "$f")"
+    failc="$(grep -c '^\[  FAILED  \] [A-Za-z]' "$f")"
+    case "$rc" in
+      0) verdict=clean ;;
+      86) verdict="SANITIZER ERRORS" ;;
+      124 | 137) verdict="TIMEOUT after ${lim}s" ;;
+      *) verdict="exit $rc" ;;
+    esac
+    ((rc != 0 && worst == 0)) && worst=$rc
+    summary_lines+=("$(printf '%-19s %-17s %3s ok %3s skip %3s fail; %s' "${names[$i]}" "$verdict" "$okc" "$skipc" "$failc" "${errs:-no summary line}")")
+  done
+  {
+    echo "== compute-sanitizer (filter per binary; logs/sanitizer-*.log)"
+    printf '%s\n' "${summary_lines[@]}"
+    local f
+    for f in "$logs"/sanitizer-*.log; do
+      grep -m2 -E '^========= (Invalid|Race|Error|Uninitialized|Program hit)' "$f" | sed "s|^|$(basename "$f" .log): |" | cut -c1-160
+    done
+  } | part 50-sanitizer
+  record sanitize "$(rc_status $worst)" $(($(date +%s) - t0)) "${#pids[@]} runs in parallel, limit ${lim}s each"
+}
+
+# ---- (c) ember's GPU benchmarks ----------------------------------------------------------------------
+run_benchmarks() {
+  local t0 lim rc worst=0 prog filter entry ran=()
+  t0=$(date +%s)
+  # program|filter: the GPU cases of each bench program (on a CPU-only build they report a skip).
+  local list=("bench_ops|Gpu" "bench_matmul|Gpu" "bench_conv|/cuda" "bench_optim|_CUDA" "bench_train_step|/cuda")
+  # Without a GPU (a dry run: EMBER_GPU_CHECK_DEVICE=cpu), quick CPU cases instead.
+  [[ "$train_device" == cpu ]] &&
+    list=("bench_ops|Gpu|Tiny" "bench_matmul|Gpu|mm/64" "bench_conv|b64_1to32_28x28/cpu" "bench_optim|_CPU" "bench_train_step|/cpu")
+  for entry in "${list[@]}"; do
+    prog="${entry%%|*}"
+    filter="${entry#*|}"
+    [[ -x "$build/bench/$prog" ]] || continue
+    lim=$(limit 90 115)
+    if ((lim == 0)); then
+      log "bench: no time left for $prog"
+      worst=124
+      break
+    fi
+    timeout -k 5 "$lim" "$build/bench/$prog" --benchmark_filter="$filter" --benchmark_out="$logs/$prog.json" \
+      --benchmark_out_format=json >"$logs/$prog.txt" 2>&1
+    rc=$?
+    ((rc != 0 && worst == 0)) && worst=$rc
+    ran+=("$prog:$(rc_status $rc)")
+  done
+  # One file for all programs (the call returns at most 8 files).
+  if [[ -n "$python" ]]; then
+    py - "$out/ember_bench.json" "$logs" <<'EOF'
+import json, os, sys
+out, logs = sys.argv[1], sys.argv[2]
+merged = {}
+for name in sorted(os.listdir(logs)):
+    if name.startswith("bench_") and name.endswith(".json"):
+        try:
+            with open(os.path.join(logs, name)) as f:
+                merged[name[:-5]] = json.load(f)
+        except ValueError as e:  # a program cut off by its timeout leaves a partial file
+            merged[name[:-5]] = {"error": "unreadable JSON: %s" % e}
+with open(out, "w") as f:
+    json.dump(merged, f, indent=1)
+EOF
+  fi
+  record bench "$(rc_status $worst)" $(($(date +%s) - t0)) "${ran[*]}"
+}
+
+# ---- (d) PyTorch on the same workloads ---------------------------------------------------------------
+run_torch() {
+  local t0 lim rc
+  t0=$(date +%s)
+  if [[ -z "$python" ]]; then
+    record torch SKIPPED 0 "no Python with torch"
+    return
+  fi
+  lim=$(limit 90 75)
+  if ((lim == 0)); then
+    record torch SKIPPED 0 "no time left"
+    return
+  fi
+  timeout -k 5 "$lim" "${pyrun[@]}" "$repo/bench/pytorch/bench_torch.py" --device "$train_device" \
+    --json "$out/torch_bench.json" >"$logs/torch_bench.log" 2>&1
+  rc=$?
+  record torch "$(rc_status $rc)" $(($(date +%s) - t0)) "$(tail -1 "$logs/torch_bench.log" | cut -c1-80)"
+}
+
+# ---- (e) training run --------------------------------------------------------------------------------
+run_training() {
+  local t0 lim rc rc_t=0
+  t0=$(date +%s)
+  lim=$(limit 150 40)
+  if [[ ! -e "$data_dir/train-images-idx3-ubyte.gz" ]]; then
+    record train SKIPPED 0 "no $data_dir: run scripts/gpu_deps.sh and carry .device"
+    return
+  fi
+  if ((build_ok && lim > 0)) && [[ -x "$build/examples/fashion_mnist" ]]; then
+    timeout -k 5 "$lim" "$build/examples/fashion_mnist" --device "$train_device" --epochs "$epochs" --data "$data_dir" \
+      --metrics-json "$out/fashion_mnist_ember.json" >"$logs/train_ember.log" 2>&1
+    rc=$?
+  else
+    rc=skipped
+  fi
+  lim=$(limit 150 5)
+  if [[ -n "$python" ]] && ((lim > 0)); then
+    local extra=()
+    read -r -a extra <<<"${EMBER_GPU_CHECK_TORCH_TRAIN_ARGS:-}"
+    timeout -k 5 "$lim" "${pyrun[@]}" "$repo/bench/pytorch/fashion_mnist.py" --device "$train_device" --epochs "$epochs" \
+      --data "$data_dir" --metrics-json "$out/fashion_mnist_torch.json" "${extra[@]}" \
+      >"$logs/train_torch.log" 2>&1
+    rc_t=$?
+  fi
+  {
+    echo "== training (last lines of logs/train_ember.log)"
+    grep -E '^epoch [0-9]+/[0-9]+:|^summary:' "$logs/train_ember.log" 2>/dev/null | cut -c1-200
+    [[ "$rc" != 0 && "$rc" != skipped ]] && tail_of "$logs/train_ember.log" 8
+  } | part 70-train
+  local status=ok
+  [[ "$rc" == skipped ]] && status=partial
+  [[ "$rc" != 0 && "$rc" != skipped || "$rc_t" != 0 ]] && status=FAIL
+  record train "$status" $(($(date +%s) - t0)) "ember $(rc_status $rc), torch $(rc_status $rc_t)"
+}
+
+report() {
+  [[ -n "$python" ]] || return
+  py "$repo/bench/pytorch/compare.py" --ember "$out/ember_bench.json" --torch "$out/torch_bench.json" \
+    --train-ember "$out/fashion_mnist_ember.json" --train-torch "$out/fashion_mnist_torch.json" \
+    2>"$logs/compare.err" | part 60-compare
+}
+
+# ---- main --------------------------------------------------------------------------------------------
+log "ember GPU check: budget ${budget}s, phases ${phases//,/ }"
+nvcc="" cuda_root="" sanitizer="" site_dirs=() extra_ld=()
+want probe && probe
+if want configure && configure; then
+  if want build; then
+    build_all
+    # A failed build still runs the tests and benchmarks it produced (each phase skips what is missing).
+    compgen -G "$build/tests/ember_*_tests" >/dev/null && build_ok=1
+  fi
+fi
+if ((build_ok)); then
+  want test && run_tests
+  want sanitize && run_sanitizer
+  want bench && run_benchmarks
+fi
+want torch && run_torch
+want train && run_training
+want report && report
+pack
+log "done; files in $out: $(cd "$out" && echo *)"
+echo
+cat "$out/summary.txt"
