@@ -33,12 +33,6 @@ struct CloneBackward final : Node {
   tensor_list apply(tensor_list&& grads) override { return {grads[0]}; }
 };
 
-// fill_ overwrites everything: no gradient flows to the previous value.
-struct FillBackward final : Node {
-  std::string name() const override { return "FillBackward"; }
-  tensor_list apply(tensor_list&&) override { return {}; }
-};
-
 void check_copy_devices(const Tensor& dst, const Tensor& src) {
   if (dst.is_cuda() || src.is_cuda()) {
     if (dst.is_cuda()) cuda::check_device(dst.device(), "copy_");
@@ -103,7 +97,7 @@ Tensor& fill_(Tensor& self, const Scalar& value) {
     cuda::fill_(self, value);
   }
   autograd::bump_version(self);
-  if (GradMode::is_enabled() && self.requires_grad()) autograd::rebase_history(self, std::make_shared<FillBackward>(), {});
+  autograd::rebase_history_overwritten(self);
   return self;
 }
 

@@ -46,6 +46,7 @@ Tensor& fill_contiguous(const char* op, Tensor& self, F fill) {
     }
   }
   autograd::bump_version(self);
+  autograd::rebase_history_overwritten(self);
   return self;
 }
 

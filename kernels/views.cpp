@@ -13,8 +13,16 @@ using autograd::tensor_list;
 
 namespace {
 
+// A view of `base`: shares its storage and remembers the root of the view chain (Note [In-place on
+// views], runtime/autograd/inplace.cpp).
 Tensor alias_with(const Tensor& base, IntArrayRef sizes, IntArrayRef strides, int64_t offset) {
-  return make_tensor(base.storage(), sizes, strides, offset, base.dtype());
+  Tensor out = make_tensor(base.storage(), sizes, strides, offset, base.dtype());
+  TensorImpl* impl = out.impl();
+  const TensorImpl* b = base.impl();
+  impl->view_base = b->view_base ? b->view_base : base.impl_ptr();
+  impl->view_made_with_grad = GradMode::is_enabled();
+  impl->view_version.store(base.version(), std::memory_order_relaxed);
+  return out;
 }
 
 struct ViewBackward final : Node {  // view, reshape, flatten, (un)squeeze

@@ -1,6 +1,7 @@
 // Tensor: a shared handle to a strided view of a Storage, with the whole method API of api.md.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -44,6 +45,12 @@ struct TensorImpl {
   Device device;
   bool contiguous = true;
   std::unique_ptr<autograd::AutogradMeta> autograd;  // created on first use
+  // Views (Note [In-place on views]): the tensor this one is a view of (the root of a chain of views,
+  // never itself a view), whether grad mode was on when the view was made, and the storage version
+  // at which the view's autograd history was last made consistent with its base's.
+  std::shared_ptr<TensorImpl> view_base;
+  bool view_made_with_grad = false;
+  std::atomic<uint32_t> view_version{0};
 
   // Recomputes numel and contiguity after sizes/strides changed.
   void refresh();
@@ -91,6 +98,11 @@ class Tensor {
   uint32_t version() const { return checked()->storage->version(); }
   // Whether the two tensors view the same storage.
   bool is_alias_of(const Tensor& o) const { return storage() == o.storage(); }
+  // Whether this tensor was made by a view op (view, slice, select, t, expand, ...; not detach), and
+  // the tensor it views (the first non-view one up the chain; undefined for a non-view), as
+  // LibTorch's is_view() and _base().
+  bool is_view() const { return checked()->view_base != nullptr; }
+  Tensor _base() const { return Tensor(checked()->view_base); }
 
   // Raw element pointers: host tensors only (CUDA tensors throw; use to_vector or cpu()).
   template <class T>

@@ -25,9 +25,6 @@ struct AutogradMeta {
   std::vector<Tensor::Hook> hooks;
   std::vector<Tensor::VoidHook> post_accumulate_hooks;
   bool retains_grad = false;
-  // Set on views made (with grad recording) from a tensor that requires grad; in-place ops on
-  // them are refused (see Note [In-place on views]).
-  bool is_differentiable_view = false;
   // Guards grad and the hook lists: backward may accumulate from several device threads.
   std::mutex mutex;
 };

@@ -120,6 +120,7 @@ std::shared_ptr<Node> grad_accumulator(const Tensor& leaf) {
 
 Edge gradient_edge(const Tensor& t) {
   if (!t.defined()) return {};
+  refresh_view_history(t);
   AutogradMeta* meta = t.autograd_meta();
   if (!meta) return {};
   if (meta->grad_fn) return Edge{meta->grad_fn, meta->output_nr};
@@ -127,14 +128,12 @@ Edge gradient_edge(const Tensor& t) {
   return {};
 }
 
-namespace {
 void set_history(const Tensor& out, const std::shared_ptr<Node>& node) {
   AutogradMeta& meta = out.ensure_autograd_meta();
   meta.grad_fn = node;
   meta.output_nr = node->add_input_meta(out);
   meta.requires_grad = false;  // non-leaf: requires grad through grad_fn
 }
-}  // namespace
 
 void record(const std::shared_ptr<Node>& node, std::initializer_list<const Tensor*> outputs,
             std::initializer_list<const Tensor*> inputs) {
@@ -163,33 +162,6 @@ void record(const std::shared_ptr<Node>& node, const tensor_list& outputs, const
 
 void record_view(const std::shared_ptr<Node>& node, const Tensor& view, const Tensor& base) {
   record(node, {&view}, {&base});
-  view.ensure_autograd_meta().is_differentiable_view = true;
-}
-
-void check_inplace(const char* op, const Tensor& self) {
-  AutogradMeta* meta = self.autograd_meta();
-  if (!meta || !GradMode::is_enabled()) return;
-  EMBER_CHECK(!(meta->requires_grad && !meta->grad_fn), op,
-              ": a leaf tensor that requires grad is being used in an in-place operation; do it under "
-              "NoGradGuard (as optimizers do) or on a clone()");
-  // Note [In-place on views]
-  // PyTorch rewrites the base's history (CopySlices) when a view of a tensor that requires grad is
-  // modified in place. ember refuses instead of silently computing a wrong gradient for the base.
-  EMBER_CHECK(!meta->is_differentiable_view, op,
-              ": in-place operation on a view of a tensor that requires grad is not supported; clone() the view "
-              "first, or build the result out of place");
-}
-
-void bump_version(const Tensor& self) { self.storage()->bump_version(); }
-
-void rebase_history(const Tensor& self, const std::shared_ptr<Node>& node,
-                    std::initializer_list<const Tensor*> inputs) {
-  // Edges first (they see self's old history), then self's new history.
-  auto& edges = node->mutable_next_edges();
-  edges.clear();
-  for (const Tensor* in : inputs) edges.push_back(in ? gradient_edge(*in) : Edge{});
-  node->set_device(self.device());
-  set_history(self, node);
 }
 
 Tensor sum_to(const Tensor& grad, IntArrayRef shape) {

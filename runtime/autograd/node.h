@@ -134,16 +134,33 @@ std::shared_ptr<Node> grad_accumulator(const Tensor& leaf);
 void record(const std::shared_ptr<Node>& node, std::initializer_list<const Tensor*> outputs,
             std::initializer_list<const Tensor*> inputs);
 void record(const std::shared_ptr<Node>& node, const tensor_list& outputs, const tensor_list& inputs);
-// As record(), for views of an input: the outputs are also marked as differentiable views.
+// As record(), for a view of an input.
 void record_view(const std::shared_ptr<Node>& node, const Tensor& view, const Tensor& base);
+// Makes `node` the grad_fn of `out` (a new output of node).
+void set_history(const Tensor& out, const std::shared_ptr<Node>& node);
 
 // Note [In-place and autograd]
 // Called by every in-place op before writing into `self`: refuses a leaf that requires grad (with
-// grad mode on) and a view of a tensor that requires grad. After the write, `self`'s version is
-// bumped; if the op is differentiable and recorded, `rebase_history` makes `node` self's new grad_fn.
+// grad mode on), a view of such a leaf, and a view that would hide the write from its base's graph.
+// After the write, `self`'s version is bumped; if the op is differentiable and recorded,
+// `rebase_history` makes `node` self's new grad_fn (for a view: part of its base's new grad_fn, see
+// Note [In-place on views] in inplace.cpp).
 void check_inplace(const char* op, const Tensor& self);
 void bump_version(const Tensor& self);
 void rebase_history(const Tensor& self, const std::shared_ptr<Node>& node, std::initializer_list<const Tensor*> inputs);
+// After an in-place op that overwrote all of `self` with values that depend on nothing that needs
+// grad (fill_, zero_, uniform_, normal_, bernoulli_): if self requires grad (with grad mode on), its
+// gradient stops here (FillBackward).
+void rebase_history_overwritten(const Tensor& self);
+
+// A view whose storage was written in place since its history was recorded reads its base's
+// current history instead (Note [In-place on views]). Cheap when nothing changed.
+void regenerate_view_history(const Tensor& view);
+inline void refresh_view_history(const Tensor& t) {
+  const TensorImpl* impl = t.impl();
+  if (impl->view_base && impl->view_version.load(std::memory_order_acquire) != impl->storage->version())
+    regenerate_view_history(t);
+}
 
 // Sums `grad` down to `shape` (undoing broadcasting): the gradient of an input that was broadcast.
 Tensor sum_to(const Tensor& grad, IntArrayRef shape);

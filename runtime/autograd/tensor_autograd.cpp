@@ -14,6 +14,7 @@ AutogradMeta& Tensor::ensure_autograd_meta() const {
 }
 
 bool Tensor::requires_grad() const {
+  autograd::refresh_view_history(*this);
   const AutogradMeta* m = checked()->autograd.get();
   return m && (m->requires_grad || m->grad_fn);
 }
@@ -62,17 +63,20 @@ void Tensor::set_grad(const Tensor& grad) const {
 }
 
 bool Tensor::is_leaf() const {
+  autograd::refresh_view_history(*this);
   const AutogradMeta* m = autograd_meta();
   return !m || !m->grad_fn;
 }
 
 const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const {
   static const std::shared_ptr<autograd::Node> none;
+  autograd::refresh_view_history(*this);
   const AutogradMeta* m = autograd_meta();
   return m ? m->grad_fn : none;
 }
 
 uint32_t Tensor::output_nr() const {
+  autograd::refresh_view_history(*this);
   const AutogradMeta* m = autograd_meta();
   return m ? m->output_nr : 0;
 }
@@ -102,10 +106,10 @@ Tensor Tensor::detach() const {
 }
 
 Tensor& Tensor::detach_() {
+  EMBER_CHECK(!(is_view() && requires_grad()), "detach_: cannot detach a view of a tensor that requires grad in "
+              "place (its base's graph goes on through it); use detach() instead");
   AutogradMeta* m = autograd_meta();
   if (m) {
-    EMBER_CHECK(!m->is_differentiable_view, "detach_: cannot detach a view of a tensor that requires grad in place; "
-                "use detach() instead");
     m->grad_fn.reset();
     m->output_nr = 0;
     m->requires_grad = false;

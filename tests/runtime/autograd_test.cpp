@@ -141,9 +141,113 @@ TEST_P(AutogradTest, InPlaceOpsOnNonLeavesAreRecorded) {
   y.add_(x);  // y = 7x
   y.sum().backward();
   EXPECT_TRUE(values_are(x.grad(), {2}, {7, 7}));
-  // A view of a tensor that requires grad cannot be modified in place (Note [In-place on views]).
-  Tensor z = x * 1;
-  EXPECT_EMBER_ERROR(z.select(0, 0).mul_(2), "view", "in-place");
+}
+
+// Note [In-place on views]: a write into a view becomes part of its base's history (CopySlices).
+TEST_P(AutogradTest, InPlaceOnViewsRewritesTheBaseHistory) {
+  Tensor x = tensor({1.0, 2.0, 3.0}, opts(kFloat64)).requires_grad_();
+  Tensor y = x * 1;
+  Tensor v = y.narrow(0, 1, 2);
+  EXPECT_TRUE(v.is_view());
+  EXPECT_TRUE(v._base().is_same(y));
+  EXPECT_TRUE(v.t().unsqueeze(0)._base().is_same(y));  // the root of the chain
+  EXPECT_FALSE(y.is_view());
+  EXPECT_FALSE(v.detach().is_view());
+  v.mul_(x.narrow(0, 0, 2));  // y = [x0, x1*x0, x2*x1]
+  EXPECT_EQ(y.grad_fn()->name(), "CopySlices");
+  EXPECT_EQ(v.grad_fn()->name(), "AsStridedBackward");
+  EXPECT_TRUE(values_are(y, {3}, {1, 2, 6}));
+  y.backward(tensor({1.0, 10.0, 100.0}, opts(kFloat64)));
+  // d/dx0 = 1 + 10*x1; d/dx1 = 10*x0 + 100*x2; d/dx2 = 100*x1
+  EXPECT_TRUE(values_are(x.grad(), {3}, {21, 310, 200}));
+
+  // Into a view of a tensor that had no history at all: the base now depends on the source.
+  Tensor a = tensor({4.0, 5.0}, opts(kFloat64)).requires_grad_();
+  Tensor z = zeros({2, 3}, opts(kFloat64));
+  Tensor other_view = z.select(1, 0);  // made before the write: picks up the new history when used
+  z.select(1, 2).copy_(a);
+  EXPECT_TRUE(z.requires_grad());
+  EXPECT_TRUE(other_view.requires_grad());
+  (z * z).sum().backward();
+  EXPECT_TRUE(values_are(a.grad(), {2}, {8, 10}));
+
+  // fill_ into a view cuts the region off from the old base.
+  Tensor w = tensor({1.0, 2.0, 3.0, 4.0}, opts(kFloat64)).requires_grad_();
+  Tensor u = w * 3;
+  u.slice(0, 0, 4, 2).fill_(7);
+  EXPECT_TRUE(values_are(u, {4}, {7, 6, 7, 12}));
+  u.sum().backward();
+  EXPECT_TRUE(values_are(w.grad(), {4}, {0, 3, 0, 3}));
+
+  // An empty view: the write changes nothing and the gradient passes through.
+  Tensor e = tensor({1.0, 2.0}, opts(kFloat64)).requires_grad_();
+  Tensor f = e * 1;
+  f.narrow(0, 2, 0).mul_(5);
+  f.sum().backward();
+  EXPECT_TRUE(values_are(e.grad(), {2}, {1, 1}));
+}
+
+TEST_P(AutogradTest, OverwritingFillsStopTheGradient) {
+  Tensor x = tensor({1.0, 2.0, 3.0}, opts(kFloat64)).requires_grad_();
+  for (int which = 0; which < 4; ++which) {
+    Tensor y = x * 2;
+    switch (which) {
+      case 0: y.fill_(1); break;
+      case 1: y.uniform_(); break;
+      case 2: y.normal_(); break;
+      default: y.slice(0, 0, 3, 2).normal_(); break;  // only the two ends are overwritten
+    }
+    EXPECT_EQ(y.grad_fn()->name(), which < 3 ? "FillBackward" : "CopySlices") << which;
+    x.set_grad(Tensor());
+    (y + x).sum().backward();
+    EXPECT_TRUE(values_are(x.grad(), {3}, which < 3 ? std::vector<double>{1, 1, 1} : std::vector<double>{1, 3, 1}))
+        << which;
+  }
+}
+
+TEST_P(AutogradTest, GradcheckInPlaceOnViews) {
+  // A chain of views written by several in-place ops, then read through the base and another view.
+  EXPECT_TRUE(testing::gradcheck(
+      [](const std::vector<Tensor>& in) {
+        Tensor y = in[0] * 1.0;
+        Tensor before = y.select(0, 1);  // a view made before the writes
+        y.t().narrow(0, 1, 2).mul_(in[1]);
+        y.select(0, 1).add_(in[2]);
+        y.slice(1, 0, 4, 3).div_(in[0].slice(1, 1, 3).add(2.0));
+        return y * 2.0 + before.unsqueeze(0);
+      },
+      {testing::rand_leaf({3, 4}, device()), testing::rand_leaf({2, 3}, device()),
+       testing::rand_leaf({4}, device())}));
+  // copy_ of a broadcast source into a view of a tensor without history.
+  EXPECT_TRUE(testing::gradcheck(
+      [](const std::vector<Tensor>& in) {
+        Tensor y = zeros({4, 3}, in[0].options());
+        y.narrow(0, 1, 2).copy_(in[0]);
+        y.narrow(0, 3, 1).copy_(in[1] * in[1]);
+        return (y * y.t().sum(1)).sum(0);
+      },
+      {testing::rand_leaf({3}, device()), testing::rand_leaf({1, 3}, device())}));
+}
+
+TEST_P(AutogradTest, InPlaceOnViewsThatWouldLoseGradientsIsRefused) {
+  Tensor x = rand({2, 3}, opts(kFloat64)).requires_grad_();
+  // A view of a leaf that requires grad (only under NoGradGuard, as optimizers do).
+  EXPECT_EMBER_ERROR(x.select(0, 0).mul_(2), "mul_", "view of a leaf", "[2, 3]");
+  // A view made with grad mode off of a tensor that requires grad: the write would be invisible.
+  Tensor y = x * 2;
+  Tensor v;
+  {
+    NoGradGuard no_grad;
+    v = y.select(0, 1);
+  }
+  EXPECT_FALSE(v.requires_grad());
+  EXPECT_EMBER_ERROR(v.add_(1), "add_", "grad mode off", "MulBackward");
+  {
+    NoGradGuard no_grad;
+    v.add_(1);  // fine without recording
+    x.select(0, 0).zero_();
+  }
+  EXPECT_EMBER_ERROR(y.select(0, 0).detach_(), "detach_", "view");
 }
 
 TEST_P(AutogradTest, ViewsPropagateGradients) {

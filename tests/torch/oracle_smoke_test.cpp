@@ -4,9 +4,7 @@
 namespace ember {
 namespace {
 
-using oracle::all_close;
-using oracle::from_torch;
-using oracle::to_torch;
+using namespace oracle;
 
 TEST(TorchOracle, RoundTripKeepsValuesAndDtype) {
   manual_seed(3);
