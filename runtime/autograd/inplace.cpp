@@ -26,6 +26,13 @@ namespace ember::autograd {
 
 namespace {
 
+// The base whose history a write into `t` must rewrite: its view base, unless set_data() has since
+// moved that base to other memory (then the write no longer touches it).
+const TensorImpl* live_base(const TensorImpl* t) {
+  const TensorImpl* base = t->view_base.get();
+  return base && base->storage == t->storage ? base : nullptr;
+}
+
 struct Geometry {
   DimVector sizes, strides;
   int64_t offset = 0;
@@ -141,7 +148,7 @@ void check_inplace(const char* op, const Tensor& self) {
               ": a leaf tensor that requires grad is being used in an in-place operation; do it under "
               "NoGradGuard (as optimizers do) or on a clone()");
   const TensorImpl* impl = self.impl();
-  if (!impl->view_base) return;
+  if (!live_base(impl)) return;
   const Tensor base(impl->view_base);
   if (!base.requires_grad()) return;
   EMBER_CHECK(!base.is_leaf(), op, ": a view of a leaf tensor that requires grad (shape ", base.sizes(),
@@ -159,7 +166,7 @@ void rebase_history(const Tensor& self, const std::shared_ptr<Node>& node,
   TensorImpl* impl = self.impl();
   auto& edges = node->mutable_next_edges();
   edges.clear();
-  if (!impl->view_base) {
+  if (!live_base(impl)) {
     // Edges first (they see self's old history), then self's new history.
     for (const Tensor* in : inputs) edges.push_back(in ? gradient_edge(*in) : Edge{});
     node->set_device(self.device());
@@ -207,15 +214,18 @@ void rebase_history_overwritten(const Tensor& self) {
 
 void regenerate_view_history(const Tensor& view) {
   TensorImpl* impl = view.impl();
+  const uint32_t now = impl->storage->version();
+  const Tensor base(impl->view_base);
+  // Views made with grad mode off stay out of the graph; so does everything when the base needs no grad.
+  if (!impl->view_made_with_grad || !live_base(impl) || !base.requires_grad()) {
+    impl->view_version.store(now, std::memory_order_release);
+    return;
+  }
   AutogradMeta& meta = view.ensure_autograd_meta();
   std::lock_guard<std::mutex> lock(meta.mutex);
-  const uint32_t now = impl->storage->version();
   if (impl->view_version.load(std::memory_order_acquire) == now) return;
-  const Tensor base(impl->view_base);
-  // Views made with grad mode off stay out of the graph, and a view that is a leaf of its own
-  // (requires_grad_() on it) keeps its identity.
-  const bool own_leaf = meta.requires_grad && !meta.grad_fn;
-  if (impl->view_made_with_grad && !own_leaf && base.requires_grad()) set_view_of_base_history(view, base);
+  // A view that is a leaf of its own (requires_grad_() on it) keeps its identity.
+  if (!(meta.requires_grad && !meta.grad_fn)) set_view_of_base_history(view, base);
   impl->view_version.store(now, std::memory_order_release);
 }
 

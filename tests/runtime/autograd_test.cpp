@@ -185,6 +185,16 @@ TEST_P(AutogradTest, InPlaceOnViewsRewritesTheBaseHistory) {
   f.narrow(0, 2, 0).mul_(5);
   f.sum().backward();
   EXPECT_TRUE(values_are(e.grad(), {2}, {1, 1}));
+
+  // A base moved to other memory by set_data() no longer sees writes into its old views.
+  Tensor p = tensor({1.0, 2.0, 3.0}, opts(kFloat64)).requires_grad_();
+  Tensor q = p * 1;
+  Tensor old_view = q.narrow(0, 0, 2);
+  q.set_data(zeros({4}, opts(kFloat64)));
+  old_view.mul_(2);
+  EXPECT_TRUE(values_are(q, {4}, {0, 0, 0, 0}));
+  old_view.sum().backward();
+  EXPECT_TRUE(values_are(p.grad(), {3}, {2, 2, 0}));
 }
 
 TEST_P(AutogradTest, OverwritingFillsStopTheGradient) {
