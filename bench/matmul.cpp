@@ -138,6 +138,27 @@ void BM_GpuMm(benchmark::State& state) {
     set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
 }
 
+// Linear's forward, x [batch, in] @ W^T + bias: one cuBLASLt call with the bias epilogue (Note [cuBLASLt
+// bias epilogue], kernels/cuda/matmul.cpp) against PyTorch's F.linear (bench/pytorch, linear_b*).
+void BM_GpuLinear(benchmark::State& state) {
+  const int64_t batch = state.range(0), in = state.range(1), out = state.range(2);
+  Tensor x, w, bias;
+  if (cuda::is_available()) {
+    cuda::set_allow_tf32(false);
+    manual_seed(0);
+    x = randn({batch, in}, Device::cuda());
+    w = randn({out, in}, Device::cuda());
+    bias = randn({out}, Device::cuda());
+  }
+  if (time_on_gpu(state, [&] { benchmark::DoNotOptimize(addmm(bias, x, w.t())); }))
+    set_gflops(state, 2.0 * static_cast<double>(batch) * static_cast<double>(in) * static_cast<double>(out));
+}
+BENCHMARK(BM_GpuLinear)
+    ->Args({64, 784, 256})
+    ->Args({512, 4096, 4096})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
 #ifdef EMBER_WITH_CUDA
 // A cuBLAS handle for the baseline, bound to ember's current stream (RAII).
 class CublasHandle {

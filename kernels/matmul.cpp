@@ -231,11 +231,17 @@ Tensor addmm(const Tensor& self, const Tensor& a, const Tensor& b, const Scalar&
               ", ", m, "]");
   const double be = beta.to_double(), al = alpha.to_double();
   Tensor out = empty({n, m}, a.options());
-  if (be != 0.0) {  // beta == 0 ignores self entirely (NaNs included), as BLAS and PyTorch do
-    NoGradGuard no_grad;
-    out.copy_(self);
+  // Linear's forward on CUDA: the bias added by the GEMM's epilogue (Note [cuBLASLt bias epilogue]).
+  const bool bias_row = self.numel() == m && (self.dim() == 1 || (self.dim() == 2 && self.size(0) == 1));
+  const bool fused = out.is_cuda() && be == 1.0 && bias_row && m > 0 &&
+                     cuda::gemm_bias(a, b, self.dim() == 1 ? self : self.view({m}), out, al);
+  if (!fused) {
+    if (be != 0.0) {  // beta == 0 ignores self entirely (NaNs included), as BLAS and PyTorch do
+      NoGradGuard no_grad;
+      out.copy_(self);
+    }
+    gemm_into(out, a, b, be, al);
   }
-  gemm_into(out, a, b, be, al);
   if (autograd::needs_grad({&self, &a, &b})) {
     auto node = std::make_shared<AddmmBackward>();
     if (b.requires_grad()) node->a = SavedVariable(a);

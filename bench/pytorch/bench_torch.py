@@ -141,6 +141,17 @@ def workloads(device, full):
             return lambda: torch.mm(a, b)
         w[name] = (mm, {"flops": 2.0 * n ** 3})
 
+    # bench/matmul.cpp BM_GpuLinear: Linear's forward with its bias.
+    for name, (batch, fin, fout) in (("linear_b64_784x256", (64, 784, 256)),
+                                     ("linear_b512_4096x4096", (512, 4096, 4096))):
+        if small:
+            batch, fin, fout = min(batch, 64), min(fin, 256), min(fout, 256)
+
+        def linear(batch=batch, fin=fin, fout=fout):
+            x, wt, b = torch.randn(batch, fin, **o), torch.randn(fout, fin, **o), torch.randn(fout, **o)
+            return lambda: F.linear(x, wt, b)
+        w[name] = (linear, {"flops": 2.0 * batch * fin * fout})
+
     # bench/conv.cpp: one layer of the CNN, forward + backward, and forward alone; max pooling.
     convs = {"b64_1to32_28x28": (64, 1, 32, 28, False), "b64_32to64_14x14": (64, 32, 64, 14, True)}
     for tag, (batch, cin, cout, hw, input_grad) in convs.items():

@@ -19,6 +19,8 @@ import sys
 ROWS = [
     ("mm 4096^3 fp32", "bench_matmul", "BM_GpuMm/4096", "mm_4096"),
     ("mm 1024^3 fp32", "bench_matmul", "BM_GpuMm/1024", "mm_1024"),
+    ("linear fwd b64 784->256", "bench_matmul", "BM_GpuLinear/64/784/256", "linear_b64_784x256"),
+    ("linear fwd b512 4096->4096", "bench_matmul", "BM_GpuLinear/512/4096/4096", "linear_b512_4096x4096"),
     ("copy 64M f32", "bench_ops", "BM_GpuCopy64M", "copy_64M"),
     ("add 64M f32", "bench_ops", "BM_GpuAdd64M", "add_64M"),
     ("sum 64M f32", "bench_ops", "BM_GpuSum64M", "sum_64M"),

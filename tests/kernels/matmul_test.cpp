@@ -2,6 +2,8 @@
 #include <cmath>
 #include <limits>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "kernels/ops.h"
 #include "runtime/cuda/cuda.h"
@@ -307,6 +309,41 @@ TEST(MatmulDevices, CudaMatchesCpu_CUDA) {
   matmul(ah, bh).sum().backward();
   EXPECT_TRUE(all_close(ac.grad().cpu(), ah.grad(), 1e-10, 1e-10));
   EXPECT_TRUE(all_close(bc.grad().cpu(), bh.grad(), 1e-10, 1e-10));
+}
+
+// Linear's forward on CUDA: addmm(bias, x, W^T) with beta 1 adds the bias in cuBLASLt's epilogue (Note
+// [cuBLASLt bias epilogue]); the cases it declines (one row, a misaligned bias, strided operands) fall back.
+TEST(MatmulDevices, BiasEpilogueMatchesCpu_CUDA) {
+  EMBER_REQUIRE_CUDA();
+  cuda::set_allow_tf32(false);
+  for (DType dt : {kFloat32, kFloat64}) {
+    const double tol = dt == kFloat32 ? 1e-4 : 1e-10;
+    const TensorOptions o(dt);
+    for (const auto& [n, k, m] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {64, 784, 256}, {33, 13, 7}, {2, 1, 3}, {1, 9, 5}, {513, 65, 129}}) {
+      Tensor x = randn({n, k}, o), w = randn({m, k}, o), bias = randn({m}, o);
+      Tensor xc = x.cuda(), wc = w.cuda(), bc = bias.cuda();
+      EXPECT_TRUE(all_close(addmm(bc, xc, wc.t()).cpu(), addmm(bias, x, w.t()), tol, tol)) << n << "x" << k << "x" << m;
+      EXPECT_TRUE(all_close(addmm(bc.view({1, m}), xc, wc.t(), 1, 2.5).cpu(), addmm(bias, x, w.t(), 1, 2.5), tol, tol));
+      EXPECT_TRUE(all_close(addmm(bc, xc.t().contiguous().t(), wc.t()).cpu(), addmm(bias, x, w.t()), tol, tol));
+      EXPECT_TRUE(all_close(addmm(bc, xc, wc.t().contiguous()).cpu(), addmm(bias, x, w.t()), tol, tol));
+      // A bias that starts 1 element into its storage (4 or 8 bytes: below the epilogue's alignment).
+      Tensor long_bias = randn({m + 1}, o);
+      EXPECT_TRUE(all_close(addmm(long_bias.cuda().narrow(0, 1, m), xc, wc.t()).cpu(),
+                            addmm(long_bias.narrow(0, 1, m), x, w.t()), tol, tol));
+    }
+  }
+  // With gradients.
+  Tensor x = randn({16, 10}, TensorOptions(kFloat64)), w = randn({6, 10}, TensorOptions(kFloat64));
+  Tensor b = randn({6}, TensorOptions(kFloat64));
+  Tensor wc = w.cuda().requires_grad_(), bc = b.cuda().requires_grad_();
+  Tensor wh = w.clone().requires_grad_(), bh = b.clone().requires_grad_();
+  Tensor yc = addmm(bc, x.cuda(), wc.t()), yh = addmm(bh, x, wh.t());
+  EXPECT_TRUE(all_close(yc.cpu(), yh, 1e-10, 1e-10));
+  (yc * yc).sum().backward();
+  (yh * yh).sum().backward();
+  EXPECT_TRUE(all_close(wc.grad().cpu(), wh.grad(), 1e-9, 1e-9));
+  EXPECT_TRUE(all_close(bc.grad().cpu(), bh.grad(), 1e-9, 1e-9));
 }
 
 TEST(MatmulDevices, ThreadsAndStreams_CUDA) {
