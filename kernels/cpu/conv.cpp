@@ -21,28 +21,32 @@ namespace ember::cpu {
 // dW_g += dY_g @ col_g^T and dCol_g = W_g^T @ dY_g, folded back into dx by col2im (grad bias: a sum of dY
 // over N, H, W). Scratch buffers are per-thread and reused across calls.
 //
-// Threading. OpenBLAS here is the pthreads build (0.3.21): its thread count is process-wide (no
-// per-thread setting before 0.3.27), it threads a GEMM itself once m*n*k > 262144, and concurrent callers
-// queue for its one pool. Its pool and OpenMP's must never be nested or interleaved at fine grain: each
-// spins after its work and the two fight over the cores. So there are two strategies:
-//  * per-image, when OpenBLAS will run the per-image GEMMs on the calling thread (they are small, or the
-//    process made OpenBLAS single-threaded with OPENBLAS_NUM_THREADS=1 / openblas_set_num_threads(1)):
-//    the images are spread over OpenMP threads, each with its own column buffer and weight-gradient
-//    partial. y[n] and dY[n] are already [C_out, HWo], so nothing is transposed, and a 1x1 kernel with
-//    stride 1 and no padding uses x[n] as its column matrix (no im2col/col2im at all).
-//  * batched, otherwise: a chunk of b images is unfolded into one col [K, b * HWo] so that each group is
-//    ONE wide GEMM, which OpenBLAS threads well; the loops around it (im2col, col2im, the [C_out, b, HWo]
-//    <-> NCHW transposes) stay on the calling thread. A chunk's col holds at most kColBudget elements.
+// Threading. Two strategies:
+//  * per-image: the images are spread over OpenMP threads, each with its own column buffer and
+//    weight-gradient partial, and each GEMM runs on the thread that calls it. y[n] and dY[n] are already
+//    [C_out, HWo], so nothing is transposed, and a 1x1 kernel with stride 1 and no padding uses x[n] as
+//    its column matrix (no im2col/col2im at all). It needs OpenBLAS to stay single-threaded inside our
+//    threads: true for the OpenMP build (ember's: Note [OpenBLAS flavour]; a GEMM called inside an OpenMP
+//    region runs on the calling thread), for OPENBLAS_NUM_THREADS=1, and for GEMMs small enough that
+//    OpenBLAS never threads them (m*n*k <= 262144).
+//  * batched, otherwise (the pthreads build with large GEMMs): a chunk of b images is unfolded into one
+//    col [K, b * HWo] so that each group is ONE wide GEMM, which OpenBLAS threads; the loops around it
+//    (im2col, col2im, the [C_out, b, HWo] <-> NCHW transposes) stay on the calling thread. A chunk's col
+//    holds at most kColBudget elements. The pthreads build's pool must never be nested in or
+//    interleaved with OpenMP regions at a fine grain: each spins after its work and the two fight over
+//    the cores (Note [GEMM threading on the CPU] in blas.cpp).
 // This code never calls openblas_set_num_threads itself: that would change every other thread's GEMMs.
 //
-// Measured with bench/conv.cpp, batch 64, forward + backward, 3x3 pad 1, on this 2-core machine (shared
-// with other jobs, so the figures are noisy):
+// Measured with bench/conv.cpp, batch 64, forward + backward, 3x3 pad 1, 2 cores, OpenMP OpenBLAS 0.3.21:
 //                                      [1 -> 32] on 28x28         [32 -> 64] on 14x14
-//   this code, default OpenBLAS         1.8-1.9 ms (~34k img/s)    14.0-14.3 ms (~4.5k img/s, 97 GFLOP/s)
-//   this code, OPENBLAS_NUM_THREADS=1   1.9 ms                     10.9-14.0 ms (up to 127 GFLOP/s)
+//   per-image (both layers)             2.0 ms (~32k img/s)        11.4 ms (~5.6k img/s, 122 GFLOP/s)
+//   batched for [32 -> 64]              -                          17.0 ms (82 GFLOP/s: ~22% of the time
+//                                                                  OpenBLAS's workers spun while the
+//                                                                  calling thread ran im2col/col2im)
 //   everything single-threaded          2.6 ms                     20-23 ms (60-68 GFLOP/s)
-//   batched only, OpenMP around OpenBLAS-threaded GEMMs   48-70 ms   101-111 ms  (the pools fighting)
-//   per-image only, OpenBLAS threading each small GEMM    2.6 ms     25 ms
+// With the pthreads build, batched only with OpenMP around OpenBLAS-threaded GEMMs took 48-70 ms and
+// 101-111 ms (the pools fighting).
+
 namespace {
 
 // OpenBLAS runs a GEMM on the calling thread when m * n * k is at most this (65536 *
@@ -226,7 +230,9 @@ void col2im(const T* col, T* dx, int64_t n0, int64_t b, const Geometry& g) {
 // OpenMP threads), 0 the batched strategy.
 int per_image_threads(const Geometry& g) {
   const double mnk = static_cast<double>(g.mg) * static_cast<double>(g.hwo) * static_cast<double>(g.kg);
-  const bool blas_single = openblas_get_num_threads() == 1 || mnk <= kOpenBlasSingleThreadMnk;
+  // The OpenMP build of OpenBLAS runs a GEMM called inside an OpenMP region on the calling thread.
+  const bool blas_single =
+      openblas_get_num_threads() == 1 || mnk <= kOpenBlasSingleThreadMnk || openblas_get_parallel() == 2;
   if (!blas_single) return 0;
   const double macs = static_cast<double>(g.n) * static_cast<double>(g.groups) * mnk;
   if (g.n < 2 || omp_in_parallel() || omp_get_max_threads() < 2 || macs < kParallelMinMacs) return 1;
