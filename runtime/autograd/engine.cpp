@@ -1,6 +1,9 @@
 // The autograd engine (Note [Engine] in engine.h): dependency counting, ready queues, device workers.
 #include "runtime/autograd/engine.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -69,6 +72,9 @@ struct GraphTask {
   int outstanding = 0;  // nodes queued or running
   std::exception_ptr error;
   bool finished = false;
+  // OpenMP threads for each thread running this task's CPU nodes (0: leave them as they are): see
+  // Note [Backward over logical CPU devices].
+  int cpu_omp_threads = 0;
   ReadyQueue local_queue;  // drained by the thread that called backward
   std::vector<std::function<void()>> final_callbacks;  // queue_callback(), run by the caller at the end
 
@@ -128,6 +134,29 @@ DeviceWorkers& workers() {
   return instance;
 }
 
+// Note [Backward over logical CPU devices]
+// Nodes on cpu:1 run on the engine's worker thread for cpu:1 while the caller runs those of cpu:0 (a
+// DataParallel backward over logical CPU devices), and each would start an OpenMP team as large as the
+// machine (and OpenBLAS, whose OpenMP build follows the calling thread's setting, threads its GEMMs as
+// wide): k devices oversubscribe the cores k times, and the spinning teams made an MLP step over
+// cpu:0,cpu:1 five times slower than on one device. So when a graph spans k > 1 CPU devices, every
+// thread runs its CPU nodes with 1/k of the caller's OpenMP threads, as run_on_devices does for the
+// forward (parallel/parallel.cpp).
+class OmpThreadsScope {
+ public:
+  explicit OmpThreadsScope(int threads) : previous_(threads > 0 ? omp_get_max_threads() : 0) {
+    if (threads > 0) omp_set_num_threads(threads);
+  }
+  ~OmpThreadsScope() {
+    if (previous_ > 0) omp_set_num_threads(previous_);
+  }
+  OmpThreadsScope(const OmpThreadsScope&) = delete;
+  OmpThreadsScope& operator=(const OmpThreadsScope&) = delete;
+
+ private:
+  int previous_;
+};
+
 // Adds `grad` into slot `i` of `buffer` (summing gradients that reach the same input).
 void accumulate_into(tensor_list& buffer, size_t i, Tensor grad) {
   if (!grad.defined()) return;
@@ -171,6 +200,7 @@ void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>
         CurrentTaskScope scope(task.get());
         NoGradGuard no_grad;
         DeviceGuard device_guard(node->device());
+        OmpThreadsScope omp_share(node->device().is_cpu() ? task->cpu_omp_threads : 0);
         std::unique_ptr<cuda::StreamGuard> stream_guard;
         if (node->device().is_cuda())
           stream_guard = std::make_unique<cuda::StreamGuard>(cuda::Stream(node->device(), node->stream()));
@@ -259,15 +289,17 @@ void DeviceWorkers::run(Worker* w, Device device) {
   }
 }
 
-// Counts incoming edges of every node reachable from `roots`.
+// Counts incoming edges of every node reachable from `roots`, and sets the task's OpenMP share.
 void compute_dependencies(GraphTask& task, const std::vector<Node*>& roots) {
   std::vector<Node*> stack;
   std::unordered_set<Node*> seen;
+  std::unordered_set<int> cpu_devices;
   for (Node* r : roots)
     if (seen.insert(r).second) stack.push_back(r);
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
+    if (n->device().is_cpu()) cpu_devices.insert(n->device().index());
     task.dependencies.try_emplace(n, 0);
     for (const Edge& e : n->next_edges()) {
       if (!e.valid()) continue;
@@ -275,6 +307,8 @@ void compute_dependencies(GraphTask& task, const std::vector<Node*>& roots) {
       if (seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
     }
   }
+  const int k = static_cast<int>(cpu_devices.size());
+  if (k > 1) task.cpu_omp_threads = std::max(1, omp_get_max_threads() / k);
 }
 
 // Marks the nodes from which a captured edge can be reached (grad()): only they need to run.
