@@ -1,5 +1,8 @@
 // Tests of the autograd engine: accumulation, retain_graph, hooks, version counters, views, grad mode,
 // multi-device graphs and concurrent backward passes.
+#include <omp.h>
+
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -374,4 +377,28 @@ TEST(AutogradThreads, ConcurrentIndependentBackward) {
 }
 
 }  // namespace
+// Note [Backward over logical CPU devices] (engine.cpp): with nodes on two CPU devices, each thread runs
+// its nodes with half the caller's OpenMP threads; the caller's setting is restored afterwards.
+TEST(AutogradEngine, BackwardOverLogicalCpuDevicesSharesTheOpenMpThreads) {
+  const int p = omp_get_max_threads();
+  const int share = std::max(1, p / 2);
+  Tensor a = ones({4}, TensorOptions(kFloat64)).requires_grad_();
+  Tensor b = ones({4}, TensorOptions(kFloat64).device(Device::cpu(1))).requires_grad_();
+  Tensor a2 = a * 2, b2 = b * 3;
+  std::atomic<int> seen_a{-1}, seen_b{-1};
+  a2.register_hook([&](const Tensor&) { seen_a = omp_get_max_threads(); });
+  b2.register_hook([&](const Tensor&) { seen_b = omp_get_max_threads(); });
+  (a2.sum() + b2.sum().to(Device::cpu(0))).backward();
+  EXPECT_EQ(seen_a.load(), share);
+  EXPECT_EQ(seen_b.load(), share);
+  EXPECT_EQ(omp_get_max_threads(), p);
+  EXPECT_TRUE(values_are(b.grad(), {4}, {3, 3, 3, 3}));
+  // One device: the threads are left alone.
+  Tensor c = ones({4}, TensorOptions(kFloat64)).requires_grad_();
+  Tensor c2 = c * 2;
+  c2.register_hook([&](const Tensor&) { seen_a = omp_get_max_threads(); });
+  c2.sum().backward();
+  EXPECT_EQ(seen_a.load(), p);
+}
+
 }  // namespace ember
