@@ -61,6 +61,13 @@ inline constexpr size_t kCpuAlignment = 64;
 
 // 64-byte aligned host memory; the DataPtr is tagged with `device` (a logical CPU device).
 DataPtr cpu_allocate(size_t nbytes, Device device = Device::cpu());
+// The cache of large host blocks behind cpu_allocate (Note [Host memory cache] in allocator.cpp):
+// bytes it holds now, emptying it, and the cap on what it keeps (EMBER_HOST_CACHE_MB, default 512 MiB;
+// 0 disables it; lowering the cap below what is held empties it).
+size_t host_cache_bytes();
+void empty_host_cache();
+void set_host_cache_limit(size_t bytes);
+size_t host_cache_limit();
 // Page-locked host memory (cudaHostAlloc), cached for reuse; throws without CUDA.
 DataPtr pinned_allocate(size_t nbytes, Device device = Device::cpu());
 // Whether `ptr` came from the pinned allocator.
