@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/timing.h"
 #include "ember.h"
 #include "kernels/pool.h"
 
@@ -23,25 +24,6 @@ double conv_flops(const ConvShape& s) {  // multiply-adds of one pass, times two
   return 2.0 * static_cast<double>(s.batch * s.cout * s.hw * s.hw * s.cin * 9);
 }
 
-// Device time per iteration with CUDA events on a GPU (manual time), wall time on the CPU.
-template <class F>
-void run_timed(benchmark::State& state, Device device, F&& step) {
-  for (int i = 0; i < 3; ++i) step();  // warm-up: algorithm choice, allocator cache, OpenBLAS threads
-  if (device.is_cuda()) cuda::synchronize();
-  for (auto _ : state) {
-    if (device.is_cuda()) {
-      cuda::Event start(true), stop(true);
-      start.record();
-      step();
-      stop.record();
-      stop.synchronize();
-      state.SetIterationTime(start.elapsed_ms(stop) / 1e3);
-    } else {
-      step();
-    }
-  }
-}
-
 void conv_forward_backward(benchmark::State& state, ConvShape s, Device device) {
   manual_seed(0);
   const TensorOptions o = TensorOptions().device(device);
@@ -50,7 +32,7 @@ void conv_forward_backward(benchmark::State& state, ConvShape s, Device device) 
   const Tensor w = (randn({s.cout, s.cin, 3, 3}, o) * 0.1).detach().requires_grad_();
   const Tensor b = zeros({s.cout}, o).requires_grad_();
   const Tensor g = randn({s.batch, s.cout, s.hw, s.hw}, o);
-  run_timed(state, device, [&] {
+  bench::run_timed(state, device, 3, [&] {
     x.set_grad(Tensor());
     w.set_grad(Tensor());
     b.set_grad(Tensor());
@@ -70,7 +52,7 @@ void conv_forward(benchmark::State& state, ConvShape s, Device device) {
   const Tensor w = randn({s.cout, s.cin, 3, 3}, o) * 0.1;
   const Tensor b = zeros({s.cout}, o);
   NoGradGuard no_grad;
-  run_timed(state, device, [&] { benchmark::DoNotOptimize(conv2d(x, w, b, 1, 1)); });
+  bench::run_timed(state, device, 3, [&] { benchmark::DoNotOptimize(conv2d(x, w, b, 1, 1)); });
   state.counters["FLOP"] = benchmark::Counter(conv_flops(s), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["images"] =
       benchmark::Counter(static_cast<double>(s.batch), benchmark::Counter::kIsIterationInvariantRate);
@@ -82,7 +64,7 @@ void max_pool_forward_backward(benchmark::State& state, ConvShape s, Device devi
   const TensorOptions o = TensorOptions().device(device);
   const Tensor x = randn({s.batch, s.cout, s.hw, s.hw}, o).requires_grad_();
   const Tensor g = randn({s.batch, s.cout, s.hw / 2, s.hw / 2}, o);
-  run_timed(state, device, [&] {
+  bench::run_timed(state, device, 3, [&] {
     x.set_grad(Tensor());
     max_pool2d(x, 2).backward(g);
   });

@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include "bench/timing.h"
 #include "ember.h"
 
 #ifdef EMBER_WITH_CUDA
@@ -105,25 +106,6 @@ void BM_cblas_sgemm_loop_small(benchmark::State& state) {
 // Both in float32 with TF32 off (CUBLAS_COMPUTE_32F, ember's default), timed with CUDA events on the
 // current stream after a warm-up. Inputs are random: cuBLAS runs measurably faster on zeros.
 
-// Events around one call of `op` per iteration; false (and the benchmark skipped) without a GPU.
-template <class F>
-bool time_on_gpu(benchmark::State& state, F&& op) {
-  if (!cuda::is_available()) {
-    state.SkipWithError("no CUDA device (or ember built without CUDA)");
-    return false;
-  }
-  for (int i = 0; i < 3; ++i) op();  // cuBLAS heuristics, allocator cache, module load
-  cuda::synchronize();
-  cuda::Event start(true), stop(true);
-  for (auto _ : state) {
-    start.record();
-    op();
-    stop.record();
-    stop.synchronize();
-    state.SetIterationTime(static_cast<double>(start.elapsed_ms(stop)) / 1e3);
-  }
-  return true;
-}
 
 void BM_GpuMm(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -134,7 +116,7 @@ void BM_GpuMm(benchmark::State& state) {
     a = randn({n, n}, Device::cuda());
     b = randn({n, n}, Device::cuda());
   }
-  if (time_on_gpu(state, [&] { benchmark::DoNotOptimize(mm(a, b)); }))
+  if (bench::time_on_gpu(state, 3, [&] { benchmark::DoNotOptimize(mm(a, b)); }))
     set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
 }
 
@@ -150,7 +132,7 @@ void BM_GpuLinear(benchmark::State& state) {
     w = randn({out, in}, Device::cuda());
     bias = randn({out}, Device::cuda());
   }
-  if (time_on_gpu(state, [&] { benchmark::DoNotOptimize(addmm(bias, x, w.t())); }))
+  if (bench::time_on_gpu(state, 3, [&] { benchmark::DoNotOptimize(addmm(bias, x, w.t())); }))
     set_gflops(state, 2.0 * static_cast<double>(batch) * static_cast<double>(in) * static_cast<double>(out));
 }
 BENCHMARK(BM_GpuLinear)
@@ -197,7 +179,7 @@ void BM_GpuCublasGemmEx(benchmark::State& state) {
   const int nn = static_cast<int>(n);
   const float alpha = 1.0f, beta = 0.0f;
   cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
-  const bool ran = time_on_gpu(state, [&] {
+  const bool ran = bench::time_on_gpu(state, 3, [&] {
     const cublasStatus_t s = cublasGemmEx(handle.get(), CUBLAS_OP_N, CUBLAS_OP_N, nn, nn, nn, &alpha, b.raw_data(),
                                           CUDA_R_32F, nn, a.raw_data(), CUDA_R_32F, nn, &beta, c.raw_data(), CUDA_R_32F,
                                           nn, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "bench/timing.h"
 #include "ember.h"
 
 using namespace ember;
@@ -135,21 +136,7 @@ constexpr int64_t k64M = 64 * 1024 * 1024;
 
 template <class F>
 void gpu_bandwidth(benchmark::State& state, int64_t bytes_per_iter, F&& op) {
-  if (!cuda::is_available()) {
-    state.SkipWithError("no CUDA device");
-    return;
-  }
-  op();  // warm-up (allocations cached)
-  cuda::synchronize();
-  cuda::Event start(true), stop(true);
-  for (auto _ : state) {
-    start.record();
-    op();
-    stop.record();
-    stop.synchronize();
-    state.SetIterationTime(start.elapsed_ms(stop) / 1000.0);
-  }
-  state.SetBytesProcessed(state.iterations() * bytes_per_iter);
+  if (bench::time_on_gpu(state, 1, op)) state.SetBytesProcessed(state.iterations() * bytes_per_iter);
 }
 
 void BM_GpuCopy64M(benchmark::State& state) {

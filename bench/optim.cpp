@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "bench/timing.h"
 #include "ember.h"
 #include "nn/optim/adam.h"
 #include "nn/optim/sgd.h"
@@ -57,22 +58,10 @@ void run_cpu(benchmark::State& state, Make make_optimizer, int floats_moved) {
 
 template <class Make>
 void run_cuda(benchmark::State& state, Make make_optimizer, int floats_moved) {
-  if (!cuda::is_available()) {
-    state.SkipWithError("no CUDA device (or ember built without CUDA)");
-    return;
-  }
+  if (!bench::require_gpu(state)) return;
   std::vector<Tensor> params = make_params(Device::cuda(0));
   auto opt = make_optimizer(params);
-  for (int i = 0; i < 10; ++i) opt->step();  // state, kernel load, allocator warm-up
-  cuda::synchronize();
-  cuda::Event start(/*enable_timing=*/true), end(/*enable_timing=*/true);
-  for (auto _ : state) {
-    start.record();
-    opt->step();
-    end.record();
-    end.synchronize();
-    state.SetIterationTime(static_cast<double>(start.elapsed_ms(end)) / 1e3);
-  }
+  bench::run_timed(state, Device::cuda(0), 10, [&] { opt->step(); });  // warm-up: state, kernel load
   set_counters(state, total_numel(params), floats_moved);
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/timing.h"
 #include "ember.h"
 
 namespace {
@@ -49,20 +50,7 @@ void train_step(benchmark::State& state, int64_t batch, Device device) {
     loss.backward();
     opt.step();
   };
-  for (int i = 0; i < 5; ++i) step();  // optimizer state, cuDNN algorithm choice, allocator cache
-  if (device.is_cuda()) {
-    cuda::synchronize();
-    cuda::Event start(true), stop(true);
-    for (auto _ : state) {
-      start.record();
-      step();
-      stop.record();
-      stop.synchronize();
-      state.SetIterationTime(static_cast<double>(start.elapsed_ms(stop)) / 1e3);
-    }
-  } else {
-    for (auto _ : state) step();
-  }
+  bench::run_timed(state, device, 5, step);  // warm-up: optimizer state, cuDNN algorithms, allocator cache
   state.counters["images/s"] =
       benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "runtime/cuda/cuda.h"
 #include "runtime/cuda/guard.h"
@@ -293,13 +294,21 @@ void DeviceWorkers::run(Worker* w, Device device) {
 void compute_dependencies(GraphTask& task, const std::vector<Node*>& roots) {
   std::vector<Node*> stack;
   std::unordered_set<Node*> seen;
-  std::unordered_set<int> cpu_devices;
+  std::vector<bool> cpu_seen;  // by logical CPU index
+  int cpu_devices = 0;
   for (Node* r : roots)
     if (seen.insert(r).second) stack.push_back(r);
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
-    if (n->device().is_cpu()) cpu_devices.insert(n->device().index());
+    if (n->device().is_cpu()) {
+      const auto index = static_cast<size_t>(n->device().index());
+      if (index >= cpu_seen.size()) cpu_seen.resize(index + 1);
+      if (!cpu_seen[index]) {
+        cpu_seen[index] = true;
+        ++cpu_devices;
+      }
+    }
     task.dependencies.try_emplace(n, 0);
     for (const Edge& e : n->next_edges()) {
       if (!e.valid()) continue;
@@ -307,8 +316,7 @@ void compute_dependencies(GraphTask& task, const std::vector<Node*>& roots) {
       if (seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
     }
   }
-  const int k = static_cast<int>(cpu_devices.size());
-  if (k > 1) task.cpu_omp_threads = std::max(1, omp_get_max_threads() / k);
+  if (cpu_devices > 1) task.cpu_omp_threads = std::max(1, omp_get_max_threads() / cpu_devices);
 }
 
 // Marks the nodes from which a captured edge can be reached (grad()): only they need to run.
