@@ -1,5 +1,8 @@
-// Reducer (Note [Reducer]): buckets, grad-ready hooks, bucket all-reduce, end-of-backward finalisation.
+// Reducer (Note [Reducer]): buckets and their buffers, grad-ready hooks, in-order bucket launches,
+// end-of-backward finalisation.
 #include "parallel/reducer.h"
+
+#include <algorithm>
 
 #include "kernels/ops.h"
 #include "runtime/autograd/engine.h"
@@ -8,45 +11,100 @@
 namespace ember::parallel {
 
 std::shared_ptr<Reducer> Reducer::create(std::vector<std::vector<Tensor>> replica_params, std::vector<Device> devices,
-                                         size_t first_bucket_bytes, size_t bucket_bytes) {
-  std::shared_ptr<Reducer> r(new Reducer(std::move(replica_params), std::move(devices)));
-  r->build_buckets(first_bucket_bytes, bucket_bytes);
+                                         BucketReduce reduce, ReducerOptions options) {
+  std::shared_ptr<Reducer> r(
+      new Reducer(std::move(replica_params), std::move(devices), std::move(reduce), std::move(options)));
+  r->build_buckets();
+  r->allocate_buffers();
   r->install_hooks();
   return r;
 }
 
-Reducer::Reducer(std::vector<std::vector<Tensor>> replica_params, std::vector<Device> devices)
-    : params_(std::move(replica_params)), devices_(std::move(devices)) {
+std::shared_ptr<Reducer> Reducer::create(std::vector<std::vector<Tensor>> replica_params, std::vector<Device> devices,
+                                         size_t first_bucket_bytes, size_t bucket_bytes, bool always_communicate) {
+  ReducerOptions options;
+  options.first_bucket_bytes = first_bucket_bytes;
+  options.bucket_bytes = bucket_bytes;
+  options.always_communicate = always_communicate;
+  // In-process replicas are summed: flats[r] sits on devices[r] (the first flats.size() of them).
+  BucketReduce sum = [devices](size_t, const std::vector<Tensor>& flats) -> std::function<void()> {
+    std::vector<Device> active(devices.begin(), devices.begin() + static_cast<std::ptrdiff_t>(flats.size()));
+    Communicator::get(active)->all_reduce(flats);
+    return nullptr;
+  };
+  return create(std::move(replica_params), std::move(devices), std::move(sum), options);
+}
+
+Reducer::Reducer(std::vector<std::vector<Tensor>> replica_params, std::vector<Device> devices, BucketReduce reduce,
+                 ReducerOptions options)
+    : params_(std::move(replica_params)),
+      devices_(std::move(devices)),
+      reduce_(std::move(reduce)),
+      options_(options) {
   EMBER_CHECK(!params_.empty() && params_.size() == devices_.size(), "Reducer: ", params_.size(),
               " replicas for ", devices_.size(), " devices");
+  EMBER_CHECK(reduce_ != nullptr, "Reducer: no bucket reduction given");
   for (size_t r = 1; r < params_.size(); ++r)
     EMBER_CHECK(params_[r].size() == params_[0].size(), "Reducer: replica ", r, " has ", params_[r].size(),
                 " parameters but the module has ", params_[0].size());
+  for (size_t r = 0; r < params_.size(); ++r)
+    for (size_t k = 0; k < params_[r].size(); ++k)
+      EMBER_CHECK(params_[r][k].device() == devices_[r], "Reducer: parameter ", k, " of replica ", r, " is on ",
+                  params_[r][k].device(), " but the replica's device is ", devices_[r]);
   seen_.assign(params_.size(), std::vector<bool>(params_[0].size(), false));
 }
 
-void Reducer::build_buckets(size_t first_bucket_bytes, size_t bucket_bytes) {
+void Reducer::build_buckets() {
   const size_t n = params_[0].size();
   bucket_of_.assign(n, 0);
-  // One open bucket per dtype; reverse registration order.
+  // One open bucket per dtype; reverse registration order. Each dtype's first bucket is the small one,
+  // so that the first all-reduce starts early in backward.
   std::vector<int> open(kNumDTypes, -1);
   std::vector<size_t> bytes(kNumDTypes, 0);
+  std::vector<int> count(kNumDTypes, 0);
   for (size_t k = n; k-- > 0;) {
     const Tensor& p = params_[0][k];
     if (!p.requires_grad()) continue;
     const int dt = static_cast<int>(p.dtype());
-    const size_t cap = buckets_.empty() ? first_bucket_bytes : bucket_bytes;
+    const size_t cap = count[dt] == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
     if (open[dt] < 0 || (bytes[dt] > 0 && bytes[dt] + p.nbytes() > cap)) {
       open[dt] = static_cast<int>(buckets_.size());
       buckets_.emplace_back();
       buckets_.back().dtype = p.dtype();
       bytes[dt] = 0;
+      ++count[dt];
     }
     Bucket& b = buckets_[static_cast<size_t>(open[dt])];
     b.params.push_back(k);
     b.numel += p.numel();
     bytes[dt] += p.nbytes();
     bucket_of_[k] = static_cast<size_t>(open[dt]);
+  }
+  ready_streams_.assign(buckets_.size(), std::vector<std::vector<cuda::Stream>>(params_.size()));
+}
+
+void Reducer::allocate_buffers() {
+  NoGradGuard no_grad;
+  buffers_.assign(params_.size(), {});
+  views_.assign(params_.size(), std::vector<Tensor>(params_[0].size()));
+  for (size_t r = 0; r < params_.size(); ++r) {
+    for (const Bucket& b : buckets_) {
+      Tensor flat = zeros({b.numel}, TensorOptions(b.dtype).device(devices_[r]));
+      int64_t offset = 0;
+      for (size_t k : b.params) {
+        const Tensor& p = params_[r][k];
+        Tensor view = flat.narrow(0, offset, p.numel()).view(p.sizes());
+        // A gradient the parameter already has moves into its slot now.
+        const Tensor g = p.grad();
+        if (g.defined() && options_.gradient_as_bucket_view) {
+          view.copy_(g);
+          p.set_grad(view);
+        }
+        views_[r][k] = std::move(view);
+        offset += p.numel();
+      }
+      buffers_[r].push_back(std::move(flat));
+    }
   }
 }
 
@@ -69,22 +127,38 @@ std::vector<std::vector<size_t>> Reducer::bucket_layout() const {
   return out;
 }
 
+std::vector<size_t> Reducer::take_unready_parameters() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::exchange(unready_, {});
+}
+
 void Reducer::prepare_for_backward(size_t active) {
   std::lock_guard<std::mutex> lock(mutex_);
   EMBER_ASSERT(active >= 1 && active <= params_.size(), "active replicas ", active);
   active_ = active;
-  armed_ = true;
+  armed_ = require_sync_;
   finalize_queued_ = false;
   reduced_early_ = 0;
+  next_bucket_ = 0;
+  pending_.clear();
   for (Bucket& b : buckets_) {
     b.ready = 0;
-    b.reduced = false;
+    b.launched = false;
   }
+  for (auto& per_replica : ready_streams_)
+    for (auto& streams : per_replica) streams.clear();
   for (auto& row : seen_) row.assign(row.size(), false);
   // Replicas other than the module start from no gradient: only this step's contribution is summed.
   NoGradGuard no_grad;
   for (size_t r = 1; r < params_.size(); ++r)
     for (const Tensor& p : params_[r]) p.set_grad(Tensor());
+}
+
+bool Reducer::is_view(size_t replica, size_t param) const {
+  const Tensor g = params_[replica][param].grad();
+  const Tensor& v = views_[replica][param];
+  return g.defined() && g.storage().get() == v.storage().get() && g.raw_data() == v.raw_data() &&
+         g.sizes() == v.sizes() && g.is_contiguous();
 }
 
 void Reducer::on_grad_ready(size_t replica, size_t param) {
@@ -98,60 +172,128 @@ void Reducer::on_grad_ready(size_t replica, size_t param) {
       if (auto self = weak.lock()) self->finalize();
     });
   }
-  Bucket& b = buckets_[bucket_of_[param]];
-  if (++b.ready == b.params.size() * active_) {
-    reduce_bucket(b);
-    ++reduced_early_;
+  const size_t b = bucket_of_[param];
+  {
+    // Runs on the thread and stream that produced the gradient (AccumulateGrad's): the copy into the
+    // slot, when needed, is ordered after it.
+    NoGradGuard no_grad;
+    const Tensor& p = params_[replica][param];
+    if (!is_view(replica, param)) {
+      views_[replica][param].copy_(p.grad());
+      if (options_.gradient_as_bucket_view) p.set_grad(views_[replica][param]);
+    }
+    if (devices_[replica].is_cuda()) {
+      const cuda::Stream s = cuda::current_stream(devices_[replica].index());
+      auto& streams = ready_streams_[b][replica];
+      if (std::find(streams.begin(), streams.end(), s) == streams.end()) streams.push_back(s);
+    }
+  }
+  if (++buckets_[b].ready == buckets_[b].params.size() * active_) {
+    const size_t before = next_bucket_;
+    launch_ready_buckets();
+    reduced_early_ += next_bucket_ - before;
   }
 }
 
-void Reducer::reduce_bucket(Bucket& b) {
-  NoGradGuard no_grad;
-  b.reduced = true;
-  if (active_ == 1 || b.ready == 0) return;  // one replica: its gradient is the batch's; none: nothing to sum
-  std::vector<Tensor> flats;
-  std::vector<Device> devices(devices_.begin(), devices_.begin() + static_cast<std::ptrdiff_t>(active_));
-  for (size_t r = 0; r < active_; ++r) {
-    Tensor flat = empty({b.numel}, TensorOptions(b.dtype).device(devices_[r]));
-    int64_t offset = 0;
-    for (size_t k : b.params) {
-      const Tensor& p = params_[r][k];
-      Tensor slot = flat.narrow(0, offset, p.numel());
-      const Tensor g = p.grad();
-      if (g.defined())
-        slot.copy_(g.reshape({-1}));
-      else
-        slot.zero_();
-      offset += p.numel();
-    }
-    flats.push_back(flat);
+void Reducer::launch_ready_buckets() {
+  while (next_bucket_ < buckets_.size()) {
+    Bucket& b = buckets_[next_bucket_];
+    if (b.ready != b.params.size() * active_) return;
+    launch(next_bucket_++);
   }
-  Communicator::get(devices)->all_reduce(flats);
-  int64_t offset = 0;
-  for (size_t k : b.params) {
-    const Tensor& p = params_[0][k];
-    bool any = false;  // a parameter no replica used keeps no gradient, as in single-device training
-    for (size_t r = 0; r < active_; ++r) any = any || seen_[r][k];
-    if (!any) {
-      offset += p.numel();
-      continue;
+}
+
+void Reducer::launch(size_t index) {
+  NoGradGuard no_grad;
+  Bucket& b = buckets_[index];
+  b.launched = true;
+  // One replica's gradient is already the batch's (DataParallel on one device), unless told otherwise.
+  const bool communicate = active_ > 1 || options_.always_communicate;
+  // On GPUs each replica's reduction is ordered after the streams that produced its gradients: the
+  // first of them is made current for the launch and waits for the others.
+  std::vector<std::unique_ptr<cuda::StreamGuard>> guards;
+  std::vector<Tensor> flats;
+  for (size_t r = 0; r < active_; ++r) {
+    if (devices_[r].is_cuda()) {
+      const auto& streams = ready_streams_[index][r];
+      const cuda::Stream s = streams.empty() ? cuda::current_stream(devices_[r].index()) : streams[0];
+      for (size_t i = 1; i < streams.size(); ++i) s.wait(streams[i]);
+      guards.push_back(std::make_unique<cuda::StreamGuard>(s));
     }
-    Tensor sum = flats[0].narrow(0, offset, p.numel()).view(p.sizes());
-    Tensor g = p.grad();
-    if (g.defined())
-      g.copy_(sum);
-    else
-      p.set_grad(sum.clone());
-    offset += p.numel();
+    // Slots of parameters with no gradient this step hold zeros (or the gradient kept in the slot).
+    for (size_t k : b.params) {
+      if (seen_[r][k] || is_view(r, k)) continue;
+      const Tensor g = params_[r][k].grad();
+      if (g.defined())
+        views_[r][k].copy_(g);
+      else
+        views_[r][k].zero_();
+    }
+    flats.push_back(buffers_[r][index]);
+  }
+  if (communicate) {
+    std::function<void()> finish = reduce_(index, flats);
+    if (finish) pending_.push_back(std::move(finish));
+  }
+}
+
+void Reducer::reduce_zeros() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  EMBER_CHECK(params_.size() == 1, "Reducer::reduce_zeros: only for one replica per process (DDP)");
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    buffers_[0][i].zero_();
+    std::function<void()> finish = reduce_(i, {buffers_[0][i]});
+    if (finish) finish();
   }
 }
 
 void Reducer::finalize() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!armed_) return;
-  for (Bucket& b : buckets_)
-    if (!b.reduced) reduce_bucket(b);
   armed_ = false;
+  NoGradGuard no_grad;
+  // Buckets whose parameters did not all get a gradient: as zeros, or (without find_unused_parameters)
+  // left unreduced from the first such bucket on, their parameters named at the next forward.
+  while (next_bucket_ < buckets_.size()) {
+    Bucket& b = buckets_[next_bucket_];
+    if (b.ready != b.params.size() * active_ && !options_.find_unused_parameters) {
+      for (size_t i = next_bucket_; i < buckets_.size(); ++i)
+        for (size_t k : buckets_[i].params)
+          for (size_t r = 0; r < active_; ++r)
+            if (!seen_[r][k]) {
+              unready_.push_back(k);
+              break;
+            }
+      std::sort(unready_.begin(), unready_.end());
+      break;
+    }
+    launch(next_bucket_++);
+  }
+  std::vector<std::function<void()>> pending = std::exchange(pending_, {});
+  for (auto& finish : pending) finish();
+  // What the reductions wrote is ordered before the caller's current streams (the optimizer's).
+  for (size_t r = 0; r < active_; ++r) {
+    if (!devices_[r].is_cuda()) continue;
+    const cuda::Stream caller = cuda::current_stream(devices_[r].index());
+    for (const auto& per_replica : ready_streams_)
+      for (const cuda::Stream& s : per_replica[r]) caller.wait(s);
+  }
+  for (size_t i = 0; i < next_bucket_; ++i) {
+    for (size_t k : buckets_[i].params) {
+      bool any = false;  // a parameter no replica used keeps no gradient, as in single-device training
+      for (size_t r = 0; r < active_; ++r) any = any || seen_[r][k];
+      if (!(any || options_.grad_for_unused) || is_view(0, k)) continue;
+      const Tensor& p = params_[0][k];
+      Tensor g = p.grad();
+      if (options_.gradient_as_bucket_view)
+        p.set_grad(views_[0][k]);
+      else if (g.defined())
+        g.copy_(views_[0][k]);  // on the caller's current stream, after the reduction (ordered above)
+      else
+        p.set_grad(views_[0][k].clone());
+    }
+  }
 }
 
 }  // namespace ember::parallel

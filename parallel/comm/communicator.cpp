@@ -1,6 +1,7 @@
 // Communicator::get (a cache of communicators per device list), the tensor checks, and the CPU collectives.
 #include "parallel/comm/communicator.h"
 
+#include <cstdlib>
 #include <map>
 #include <mutex>
 
@@ -101,6 +102,58 @@ std::shared_ptr<Communicator> make_cpu_communicator(const std::vector<Device>& d
   return std::make_shared<CpuCommunicator>(devices);
 }
 
+namespace {
+
+struct CommunicatorCache {
+  std::mutex mutex;
+  std::map<std::vector<int>, std::shared_ptr<Communicator>> entries;
+  std::chrono::milliseconds timeout{0};
+  bool exit_hook_installed = false;
+};
+
+// Leaked on purpose: the cache must still exist when the exit hook runs, whatever the order of static
+// destructors; the hook empties it.
+CommunicatorCache& cache() {
+  static auto* c = new CommunicatorCache();
+  return *c;
+}
+
+std::chrono::milliseconds default_timeout() {
+  if (const char* env = std::getenv("EMBER_COLLECTIVE_TIMEOUT_MS")) {
+    const long long ms = std::atoll(env);
+    if (ms > 0) return std::chrono::milliseconds(ms);
+  }
+  return std::chrono::seconds(300);
+}
+
+}  // namespace
+
+std::chrono::milliseconds Communicator::collective_timeout() {
+  CommunicatorCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (c.timeout.count() <= 0) c.timeout = default_timeout();
+  return c.timeout;
+}
+
+void Communicator::set_collective_timeout(std::chrono::milliseconds timeout) {
+  EMBER_CHECK(timeout.count() > 0, "set_collective_timeout: the timeout must be positive, got ", timeout.count(),
+              " ms");
+  CommunicatorCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.timeout = timeout;
+  for (auto& [key, comm] : c.entries) comm->set_timeout(timeout);
+}
+
+void destroy_communicators() {
+  std::map<std::vector<int>, std::shared_ptr<Communicator>> entries;
+  {
+    CommunicatorCache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    entries.swap(c.entries);
+  }
+  for (auto& [key, comm] : entries) comm->shutdown();
+}
+
 std::shared_ptr<Communicator> Communicator::get(const std::vector<Device>& devices) {
   EMBER_CHECK(!devices.empty(), "Communicator: the device list is empty");
   for (size_t i = 0; i < devices.size(); ++i) {
@@ -110,16 +163,23 @@ std::shared_ptr<Communicator> Communicator::get(const std::vector<Device>& devic
       EMBER_CHECK(devices[i] != devices[j], "Communicator: device ", devices[i], " appears twice");
   }
   // NCCL communicators are expensive to create and must outlive every collective issued on them:
-  // keep one per device list for the life of the process.
-  static std::mutex mutex;
-  static auto* cache = new std::map<std::vector<int>, std::shared_ptr<Communicator>>();  // leaked: see above
+  // keep one per device list until destroy_communicators() (at the latest, at exit).
+  const std::chrono::milliseconds timeout = collective_timeout();
   std::vector<int> key;
   for (const Device& d : devices) key.push_back(d.flat_index());
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache->find(key);
-  if (it != cache->end()) return it->second;
+  CommunicatorCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  auto it = c.entries.find(key);
+  if (it != c.entries.end()) return it->second;
   auto comm = devices[0].is_cuda() ? make_nccl_communicator(devices) : make_cpu_communicator(devices);
-  cache->emplace(key, comm);
+  comm->set_timeout(timeout);
+  c.entries.emplace(key, comm);
+  if (devices[0].is_cuda() && !c.exit_hook_installed) {
+    // Registered after the CUDA runtime initialised (the communicator needed it), so it runs before
+    // the runtime's own teardown: NCCL communicators are destroyed while CUDA still works.
+    std::atexit([] { destroy_communicators(); });
+    c.exit_hook_installed = true;
+  }
   return comm;
 }
 

@@ -10,6 +10,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -18,6 +19,7 @@
 #include "runtime/cuda/cuda.h"
 #include "runtime/cuda/guard.h"
 #include "runtime/cuda/stream.h"
+#include "runtime/autograd/stream_order.h"
 #include "runtime/factory.h"
 
 namespace ember::autograd {
@@ -31,6 +33,13 @@ struct ReadyItem {
   std::shared_ptr<GraphTask> task;
   std::shared_ptr<Node> node;
   tensor_list inputs;
+  std::vector<MaybeStream> ready;  // the stream each input was produced on (Note [Stream ordering in backward])
+};
+
+// The gradients gathered for one node's inputs, and where each was produced.
+struct InputBuffer {
+  tensor_list grads;
+  std::vector<MaybeStream> ready;
 };
 
 class ReadyQueue {
@@ -69,13 +78,14 @@ struct GraphTask {
   Device home_device;  // nodes on this device run on the calling thread
   // Per node: remaining incoming edges, and the gradient buffer (one slot per node input).
   std::unordered_map<Node*, int> dependencies;
-  std::unordered_map<Node*, tensor_list> buffers;
+  std::unordered_map<Node*, InputBuffer> buffers;
   int outstanding = 0;  // nodes queued or running
   std::exception_ptr error;
   bool finished = false;
   // OpenMP threads for each thread running this task's CPU nodes (0: leave them as they are): see
   // Note [Backward over logical CPU devices].
   int cpu_omp_threads = 0;
+  std::vector<cuda::Stream> used_streams;  // CUDA streams nodes ran on (synced with the caller's at the end)
   ReadyQueue local_queue;  // drained by the thread that called backward
   std::vector<std::function<void()>> final_callbacks;  // queue_callback(), run by the caller at the end
 
@@ -158,14 +168,36 @@ class OmpThreadsScope {
   int previous_;
 };
 
-// Adds `grad` into slot `i` of `buffer` (summing gradients that reach the same input).
-void accumulate_into(tensor_list& buffer, size_t i, Tensor grad) {
+// The stream a node runs on (nullopt for a node on the host).
+MaybeStream stream_of(const Node& node) {
+  if (!node.device().is_cuda()) return std::nullopt;
+  return cuda::Stream(node.device(), node.stream());
+}
+
+// Adds `grad` (produced on `ready`) into slot `i` of `buffer`, the inputs of `consumer`: summing
+// gradients that reach the same input, on the stream Note [Stream ordering in backward] picks.
+void accumulate_into(InputBuffer& buffer, const Node& consumer, size_t i, Tensor grad, const MaybeStream& ready) {
   if (!grad.defined()) return;
-  if (!buffer[i].defined()) {
-    buffer[i] = std::move(grad);
-  } else {
-    buffer[i] = buffer[i] + grad;
+  if (!buffer.grads[i].defined()) {
+    buffer.grads[i] = std::move(grad);
+    buffer.ready[i] = ready;
+    return;
   }
+  const AccumulatePlan plan = plan_accumulate(grad.device(), buffer.ready[i], ready, stream_of(consumer));
+  if (plan.on) {
+    apply_waits(plan.waits);
+    cuda::StreamGuard guard(*plan.on);
+    buffer.grads[i] = buffer.grads[i] + grad;
+  } else {
+    buffer.grads[i] = buffer.grads[i] + grad;
+  }
+  buffer.ready[i] = plan.on;
+}
+
+// The stream `grad` was just produced on by the running thread (nullopt for host tensors).
+MaybeStream produced_on(const Tensor& grad) {
+  if (!grad.defined() || !grad.is_cuda()) return std::nullopt;
+  return cuda::current_stream(grad.device().index());
 }
 
 void validate_output(const Node& node, size_t i, Tensor& grad, const InputMeta& meta) {
@@ -185,10 +217,11 @@ void validate_output(const Node& node, size_t i, Tensor& grad, const InputMeta& 
   if (grad.device() != meta.device) grad = grad.to(meta.device);
 }
 
-void dispatch_ready(const std::shared_ptr<GraphTask>& task, std::shared_ptr<Node> node, tensor_list inputs);
+void dispatch_ready(const std::shared_ptr<GraphTask>& task, std::shared_ptr<Node> node, InputBuffer inputs);
 
 // Runs one node and hands its gradients on. Errors end the task.
-void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>& node, tensor_list inputs) {
+void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>& node, tensor_list inputs,
+             const std::vector<MaybeStream>& ready) {
   try {
     bool skip;
     {
@@ -197,14 +230,22 @@ void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>
     }
     if (!skip) {
       tensor_list outputs;
+      std::vector<MaybeStream> outputs_ready;
+      const auto& edges = node->next_edges();
       {
         CurrentTaskScope scope(task.get());
         NoGradGuard no_grad;
         DeviceGuard device_guard(node->device());
         OmpThreadsScope omp_share(node->device().is_cpu() ? task->cpu_omp_threads : 0);
-        std::unique_ptr<cuda::StreamGuard> stream_guard;
-        if (node->device().is_cuda())
-          stream_guard = std::make_unique<cuda::StreamGuard>(cuda::Stream(node->device(), node->stream()));
+        const MaybeStream stream = stream_of(*node);
+        std::optional<cuda::StreamGuard> stream_guard;
+        if (stream) {
+          stream_guard.emplace(*stream);
+          apply_waits(plan_inputs(stream, ready));
+          std::lock_guard<std::mutex> lock(task->mutex);
+          if (std::find(task->used_streams.begin(), task->used_streams.end(), *stream) == task->used_streams.end())
+            task->used_streams.push_back(*stream);
+        }
         if (node->has_pre_hooks()) node->run_pre_hooks(inputs);
         if (node->released())
           EMBER_THROW("autograd: trying to backward through the graph a second time (node ", node->name(),
@@ -212,17 +253,20 @@ void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>
                       "first backward() if you need to call it twice");
         outputs = node->apply(std::move(inputs));
         if (!task->retain_graph && !node->is_accumulate_grad()) node->mark_released();
-      }
-      const auto& edges = node->next_edges();
-      EMBER_CHECK(outputs.size() == edges.size(), "autograd: function ", node->name(), " returned ", outputs.size(),
-                  " gradients but has ", edges.size(), " inputs");
-      for (size_t i = 0; i < edges.size(); ++i) {
-        const Edge& e = edges[i];
-        if (!e.valid()) continue;
-        validate_output(*node, i, outputs[i], e.fn->input_meta()[e.input_nr]);
+        EMBER_CHECK(outputs.size() == edges.size(), "autograd: function ", node->name(), " returned ",
+                    outputs.size(), " gradients but has ", edges.size(), " inputs");
+        // Still under the node's stream: a move to another device is ordered after the producer, and each
+        // gradient's stream is the one current for its device while this node ran.
+        outputs_ready.resize(outputs.size());
+        for (size_t i = 0; i < edges.size(); ++i) {
+          const Edge& e = edges[i];
+          if (!e.valid()) continue;
+          validate_output(*node, i, outputs[i], e.fn->input_meta()[e.input_nr]);
+          outputs_ready[i] = produced_on(outputs[i]);
+        }
       }
       // Hand gradients on; collect nodes that became ready.
-      std::vector<std::pair<std::shared_ptr<Node>, tensor_list>> ready;
+      std::vector<std::pair<std::shared_ptr<Node>, InputBuffer>> now_ready;
       {
         std::lock_guard<std::mutex> lock(task->mutex);
         for (size_t i = 0; i < edges.size(); ++i) {
@@ -231,15 +275,18 @@ void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>
           auto dep = task->dependencies.find(e.fn.get());
           if (dep == task->dependencies.end()) continue;  // not part of this task (grad(): pruned)
           auto& buffer = task->buffers[e.fn.get()];
-          if (buffer.empty()) buffer.resize(e.fn->num_inputs());
-          accumulate_into(buffer, e.input_nr, std::move(outputs[i]));
+          if (buffer.grads.empty()) {
+            buffer.grads.resize(e.fn->num_inputs());
+            buffer.ready.resize(e.fn->num_inputs());
+          }
+          accumulate_into(buffer, *e.fn, e.input_nr, std::move(outputs[i]), outputs_ready[i]);
           if (--dep->second == 0) {
-            ready.emplace_back(e.fn, std::move(buffer));
+            now_ready.emplace_back(e.fn, std::move(buffer));
             task->buffers.erase(e.fn.get());
           }
         }
       }
-      for (auto& [next, next_inputs] : ready) dispatch_ready(task, std::move(next), std::move(next_inputs));
+      for (auto& [next, next_inputs] : now_ready) dispatch_ready(task, std::move(next), std::move(next_inputs));
     }
   } catch (...) {
     std::lock_guard<std::mutex> lock(task->mutex);
@@ -255,19 +302,24 @@ void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>
 }
 
 // A node's inputs are complete: capture what grad() asked for, then queue it on its device.
-void dispatch_ready(const std::shared_ptr<GraphTask>& task, std::shared_ptr<Node> node, tensor_list inputs) {
+void dispatch_ready(const std::shared_ptr<GraphTask>& task, std::shared_ptr<Node> node, InputBuffer inputs) {
   if (task->capture_mode) {
     std::lock_guard<std::mutex> lock(task->mutex);
     auto c = task->captures.find(node.get());
     if (c != task->captures.end())
-      for (auto [input_nr, slot] : c->second) task->captured[slot] = inputs[input_nr];
+      for (auto [input_nr, slot] : c->second) {
+        task->captured[slot] = inputs.grads[input_nr];
+        const MaybeStream& r = inputs.ready[input_nr];
+        if (r && std::find(task->used_streams.begin(), task->used_streams.end(), *r) == task->used_streams.end())
+          task->used_streams.push_back(*r);  // grad() returns it to the caller: order it before the caller's stream
+      }
     if (!task->needed.count(node.get())) return;
   }
   {
     std::lock_guard<std::mutex> lock(task->mutex);
     ++task->outstanding;
   }
-  ReadyItem item{task, std::move(node), std::move(inputs)};
+  ReadyItem item{task, std::move(node), std::move(inputs.grads), std::move(inputs.ready)};
   if (item.node->device() == task->home_device) {
     task->local_queue.push(std::move(item));
   } else {
@@ -286,7 +338,7 @@ void DeviceWorkers::run(Worker* w, Device device) {
   while (true) {
     ReadyItem item;
     if (!w->queue.pop(item, [this] { return stopping_.load(); })) return;
-    execute(item.task, item.node, std::move(item.inputs));
+    execute(item.task, item.node, std::move(item.inputs), item.ready);
   }
 }
 
@@ -403,7 +455,7 @@ tensor_list run_backward(const tensor_list& roots, const tensor_list& grad_roots
     task->needed.insert(root.get());  // runs even when no input is reachable (then all are unused)
   }
   // The caller runs nodes of the home device; keep the caller's current device/stream meaning.
-  dispatch_ready(task, root, {});
+  dispatch_ready(task, root, InputBuffer{});
 
   // Drain the local queue until the whole task is finished.
   while (true) {
@@ -413,12 +465,15 @@ tensor_list run_backward(const tensor_list& roots, const tensor_list& grad_roots
       return task->finished;
     });
     if (!got) break;
-    execute(item.task, item.node, std::move(item.inputs));
+    execute(item.task, item.node, std::move(item.inputs), item.ready);
   }
   {
     std::lock_guard<std::mutex> lock(task->mutex);
     if (task->error) std::rethrow_exception(task->error);
   }
+  // What backward produced is ordered before the caller's current streams (and so before the final
+  // callbacks' work, which the caller's thread queues on them).
+  apply_waits(plan_final(task->used_streams, [](int device) { return cuda::current_stream(device); }));
   // Final callbacks may queue further callbacks.
   while (true) {
     std::vector<std::function<void()>> callbacks;
