@@ -43,6 +43,7 @@ class DataParallelImpl : public nn::Module {
     EMBER_CHECK(module_ != nullptr, "DataParallel: the module is null");
     const long refs_before = module_.use_count();
     check_devices("DataParallel", devices_);
+    warn_if_imbalanced(devices_);
     output_device_ = output_device.value_or(devices_[0]);
     check_params_on_first_device();
     register_module("module", module_);
@@ -74,6 +75,20 @@ class DataParallelImpl : public nn::Module {
   int64_t dim() const { return dim_; }
   const Reducer& reducer() const { return *reducer_; }
 
+  // Splits every batch in these proportions instead of evenly (chunk i to devices()[i]), e.g. a smaller
+  // share for the output device, which also holds the gathered output. Sizes that sum to the batch size
+  // are used as they are; other batch sizes are split in the same proportions (when every device still
+  // gets at least one item; otherwise evenly). Empty: even chunks again.
+  void set_chunk_sizes(std::vector<int64_t> sizes) {
+    if (!sizes.empty()) {
+      EMBER_CHECK(sizes.size() == devices_.size(), "DataParallel::set_chunk_sizes: ", sizes.size(),
+                  " sizes for ", devices_.size(), " devices");
+      (void)scale_chunk_sizes(sizes, 1);  // checks that they are positive
+    }
+    chunk_sizes_ = std::move(sizes);
+  }
+  const std::vector<int64_t>& chunk_sizes() const { return chunk_sizes_; }
+
   // Tensor arguments are scattered along dim(); other arguments go to every replica unchanged. The
   // result (a Tensor, std::vector<Tensor> or std::tuple of Tensors) is gathered on output_device().
   template <class... Args>
@@ -92,7 +107,7 @@ class DataParallelImpl : public nn::Module {
         EMBER_CHECK(a.defined(), "DataParallel: tensor argument ", t, " is undefined");
         EMBER_CHECK(dim_ >= -a.dim() && dim_ < a.dim(), "DataParallel: dim ", dim_, " does not exist in input ", t,
                     " of shape ", a.sizes());
-        chunks[t] = scatter(a, devices_, dim_);
+        chunks[t] = split(a);
         EMBER_CHECK(t == 0 || chunks[t].size() == used, "DataParallel: input ", t, " splits into ", chunks[t].size(),
                     " chunks along dim ", dim_, " but input 0 splits into ", used);
         used = chunks[t].size();
@@ -121,6 +136,14 @@ class DataParallelImpl : public nn::Module {
     for (const Tensor& b : m.buffers())
       if (b.defined()) out.push_back(b);
     return out;
+  }
+
+  std::vector<Tensor> split(const Tensor& a) const {
+    if (!chunk_sizes_.empty()) {
+      const std::vector<int64_t> sizes = scale_chunk_sizes(chunk_sizes_, a.size(dim_ < 0 ? dim_ + a.dim() : dim_));
+      if (!sizes.empty()) return scatter(a, devices_, dim_, sizes);
+    }
+    return scatter(a, devices_, dim_);
   }
 
   void check_params_on_first_device() const {
@@ -196,6 +219,7 @@ class DataParallelImpl : public nn::Module {
   std::vector<std::vector<Tensor>> state_;    // parameters then buffers, per replica
   std::vector<std::vector<Synced>> synced_;   // what each replica last copied
   std::shared_ptr<Reducer> reducer_;
+  std::vector<int64_t> chunk_sizes_;  // empty: even chunks
   long own_refs_ = 1;  // references to module_ held by this object (member, registration, replica 0)
 };
 
@@ -257,6 +281,25 @@ auto data_parallel(const nn::ModuleHolder<T>& module, const Tensor& input, std::
                    std::optional<Device> output_device = std::nullopt, int64_t dim = 0) {
   check_devices("data_parallel", devices);
   return detail::cached_data_parallel(module.ptr(), devices, output_device.value_or(devices[0]), dim)->forward(input);
+}
+
+// Several inputs: tensors in `inputs` are scattered, other values go to every replica unchanged (the C++
+// counterpart of PyTorch's `inputs` tuple and `module_kwargs`):
+//   parallel::data_parallel(net, std::make_tuple(x, mask, 0.5), devices);
+template <class T, class... Args>
+auto data_parallel(const nn::ModuleHolder<T>& module, const std::tuple<Args...>& inputs, std::vector<Device> devices,
+                   std::optional<Device> output_device = std::nullopt, int64_t dim = 0) {
+  check_devices("data_parallel", devices);
+  auto dp = detail::cached_data_parallel(module.ptr(), devices, output_device.value_or(devices[0]), dim);
+  return std::apply([&](const auto&... a) { return dp->forward(a...); }, inputs);
+}
+template <class T, class... Args>
+auto data_parallel(const nn::ModuleHolder<T>& module, const std::tuple<Args...>& inputs,
+                   std::vector<int> device_ids = {}, int output_device = -1, int64_t dim = 0) {
+  std::vector<Device> devices = cuda_devices(device_ids);
+  const Device out = output_device < 0 ? devices[0] : Device::cuda(output_device);
+  auto dp = detail::cached_data_parallel(module.ptr(), devices, out, dim);
+  return std::apply([&](const auto&... a) { return dp->forward(a...); }, inputs);
 }
 
 }  // namespace ember::parallel

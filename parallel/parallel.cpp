@@ -3,6 +3,8 @@
 
 #include <omp.h>
 
+#include <algorithm>
+
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -41,6 +43,83 @@ std::vector<Tensor> scatter(const Tensor& x, const std::vector<Device>& devices,
     start += sizes[i];
   }
   return out;
+}
+
+std::vector<Tensor> scatter(const Tensor& x, const std::vector<Device>& devices, int64_t dim,
+                            const std::vector<int64_t>& sizes) {
+  EMBER_CHECK(x.defined(), "scatter: the input is undefined");
+  EMBER_CHECK(x.dim() > 0, "scatter: cannot scatter a 0-d tensor (shape ", x.sizes(), ")");
+  EMBER_CHECK(dim >= -x.dim() && dim < x.dim(), "scatter: dim ", dim, " does not exist in an input of shape ",
+              x.sizes());
+  const int64_t d = dim < 0 ? dim + x.dim() : dim;
+  EMBER_CHECK(!sizes.empty() && sizes.size() <= devices.size(), "scatter: ", sizes.size(), " chunk sizes for ",
+              devices.size(), " devices");
+  int64_t total = 0;
+  for (int64_t c : sizes) {
+    EMBER_CHECK(c > 0, "scatter: chunk sizes must be positive, got ", IntArrayRef(sizes));
+    total += c;
+  }
+  EMBER_CHECK(total == x.size(d), "scatter: chunk sizes ", IntArrayRef(sizes), " sum to ", total, " but dim ", d,
+              " of the input (shape ", x.sizes(), ") has ", x.size(d));
+  std::vector<Tensor> out;
+  int64_t start = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    out.push_back(x.narrow(d, start, sizes[i]).to(devices[i]));
+    start += sizes[i];
+  }
+  return out;
+}
+
+std::vector<int64_t> scale_chunk_sizes(const std::vector<int64_t>& requested, int64_t size) {
+  EMBER_CHECK(!requested.empty(), "chunk_sizes: no sizes given");
+  int64_t total = 0;
+  for (int64_t c : requested) {
+    EMBER_CHECK(c > 0, "chunk_sizes: sizes must be positive, got ", IntArrayRef(requested));
+    total += c;
+  }
+  if (total == size) return requested;
+  std::vector<int64_t> out(requested.size());
+  std::vector<std::pair<int64_t, size_t>> remainders;  // (remainder, index): largest first, then lower index
+  int64_t given = 0;
+  for (size_t i = 0; i < requested.size(); ++i) {
+    out[i] = requested[i] * size / total;
+    given += out[i];
+    remainders.emplace_back(requested[i] * size % total, i);
+  }
+  std::sort(remainders.begin(), remainders.end(),
+            [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  for (size_t j = 0; given < size; ++j, ++given) ++out[remainders[j % remainders.size()].second];
+  for (int64_t c : out)
+    if (c == 0) return {};
+  return out;
+}
+
+std::optional<std::string> imbalance_warning(const std::vector<Device>& devices,
+                                             const std::vector<cuda::DeviceProperties>& props) {
+  EMBER_ASSERT(devices.size() == props.size(), devices.size(), " devices, ", props.size(), " properties");
+  auto check = [&](auto value) -> std::optional<std::string> {
+    size_t lo = 0, hi = 0;
+    for (size_t i = 1; i < props.size(); ++i) {
+      if (value(props[i]) < value(props[lo])) lo = i;
+      if (value(props[i]) > value(props[hi])) hi = i;
+    }
+    if (static_cast<double>(value(props[lo])) < 0.75 * static_cast<double>(value(props[hi])))
+      return detail::str_cat("DataParallel: there is an imbalance between your GPUs: ", devices[lo], " (",
+                             props[lo].name, ") has less than 75% of the memory or multiprocessors of ", devices[hi],
+                             " (", props[hi].name, "), and every step waits for the slowest replica. Leave ",
+                             devices[lo], " out of device_ids, or give it a smaller share with set_chunk_sizes()");
+    return std::nullopt;
+  };
+  if (auto w = check([](const cuda::DeviceProperties& p) { return p.total_memory; })) return w;
+  return check([](const cuda::DeviceProperties& p) { return static_cast<size_t>(p.multiprocessor_count); });
+}
+
+void warn_if_imbalanced(const std::vector<Device>& devices) {
+  if (devices.size() < 2 || !devices[0].is_cuda()) return;
+  static std::once_flag warned;
+  std::vector<cuda::DeviceProperties> props;
+  for (const Device& d : devices) props.push_back(cuda::get_device_properties(d.index()));
+  if (auto w = imbalance_warning(devices, props)) std::call_once(warned, [&] { detail::log_warning(*w); });
 }
 
 Tensor gather(const std::vector<Tensor>& tensors, Device device, int64_t dim) {

@@ -3,9 +3,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "nn/module.h"
+#include "runtime/cuda/cuda.h"
 #include "runtime/tensor.h"
 
 namespace ember::parallel {
@@ -17,6 +20,21 @@ std::vector<int64_t> chunk_sizes(int64_t size, size_t n);
 // Splits x along `dim` into chunks (chunk_sizes) and copies chunk i to devices[i]. Differentiable:
 // the gradients flow back to x's device. Returns as many chunks as there are non-empty ones.
 std::vector<Tensor> scatter(const Tensor& x, const std::vector<Device>& devices, int64_t dim = 0);
+
+// As above with chosen chunk sizes (chunk i to devices[i]; they must sum to x.size(dim)).
+std::vector<Tensor> scatter(const Tensor& x, const std::vector<Device>& devices, int64_t dim,
+                            const std::vector<int64_t>& chunk_sizes);
+// Chunk sizes for a batch of `size` in the proportions of `requested` (as given when they sum to
+// `size`; otherwise scaled, largest remainders first). Empty when a device's share would be empty:
+// callers then split evenly.
+std::vector<int64_t> scale_chunk_sizes(const std::vector<int64_t>& requested, int64_t size);
+
+// PyTorch's DataParallel balance check: the warning to give when a GPU has less than 75% of the memory
+// or multiprocessors of another (props[i] describes devices[i]), else nothing.
+std::optional<std::string> imbalance_warning(const std::vector<Device>& devices,
+                                             const std::vector<cuda::DeviceProperties>& props);
+// Gives that warning on stderr, once per process, when `devices` are GPUs that differ that much.
+void warn_if_imbalanced(const std::vector<Device>& devices);
 
 // Concatenates `tensors` (from any devices) along `dim` on `device`; 0-d tensors are stacked into
 // a vector. Differentiable.

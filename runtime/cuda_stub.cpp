@@ -37,6 +37,7 @@ bool is_available() { return false; }
 int device_count() { return 0; }
 void synchronize(int /*device*/) { no_cuda("synchronize"); }
 int current_device() { no_cuda("current_device"); }
+DeviceProperties get_device_properties(int /*device*/) { no_cuda("get_device_properties"); }
 void set_device(int /*device*/) { no_cuda("set_device"); }
 void check_device(Device device, const char* op) { bad_device(device, op); }
 

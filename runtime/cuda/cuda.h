@@ -22,6 +22,15 @@ void synchronize(int device = -1);
 int current_device();
 void set_device(int device);
 
+// What DataParallel's balance check and the benchmarks need to know of a GPU.
+struct DeviceProperties {
+  std::string name;
+  size_t total_memory = 0;        // bytes
+  int multiprocessor_count = 0;
+  int major = 0, minor = 0;       // compute capability
+};
+DeviceProperties get_device_properties(int device = -1);
+
 // Throws ember::Error unless `device` is a usable CUDA device: names the device, the GPU count
 // and whether ember was built with CUDA. `op` prefixes the message.
 void check_device(Device device, const char* op = nullptr);

@@ -98,6 +98,13 @@ bool is_available() { return device_info().count > 0; }
 
 int device_count() { return device_info().count; }
 
+DeviceProperties get_device_properties(int device) {
+  const int index = detail::resolve_device(device, "get_device_properties");
+  cudaDeviceProp prop{};
+  EMBER_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  return DeviceProperties{prop.name, prop.totalGlobalMem, prop.multiProcessorCount, prop.major, prop.minor};
+}
+
 void check_device(Device device, const char* op) {
   if (device.is_cuda() && device.index() < device_info().count) [[likely]]
     return;

@@ -261,6 +261,64 @@ TEST(DataParallel, FunctionalFormMatchesTheModule) {
   EXPECT_TRUE(testing::all_close(g, net->named_parameters().at("0.weight").grad(), 1e-12, 1e-12));
 }
 
+TEST(DataParallel, FunctionalFormTakesSeveralInputsAndOtherArguments) {
+  manual_seed(6);
+  TwoHead net;
+  Tensor a = randn({5, 4}), b = randn({5, 4});
+  auto [scaled, sums] = parallel::data_parallel(net, std::make_tuple(a, b, 3.0), cpus(2));
+  auto [ref_scaled, ref_sums] = net->forward(a, b, 3.0);
+  EXPECT_TRUE(testing::all_close(scaled, ref_scaled, 1e-6, 1e-6));
+  EXPECT_TRUE(testing::all_close(sums, ref_sums, 1e-6, 1e-6));
+  if (!cuda::is_available())
+    EXPECT_EMBER_ERROR(parallel::data_parallel(net, std::make_tuple(a, b, 3.0), std::vector<int>{0}), "cuda:0");
+}
+
+TEST(DataParallel, ChunkSizesSplitTheBatchUnevenly) {
+  EXPECT_EQ(parallel::scale_chunk_sizes({2, 6}, 8), (std::vector<int64_t>{2, 6}));
+  EXPECT_EQ(parallel::scale_chunk_sizes({1, 3}, 10), (std::vector<int64_t>{3, 7}));  // 2.5 / 7.5: ties to the first
+  EXPECT_EQ(parallel::scale_chunk_sizes({1, 1, 2}, 7), (std::vector<int64_t>{2, 2, 3}));
+  EXPECT_TRUE(parallel::scale_chunk_sizes({1, 9}, 3).empty());  // the first share would be empty
+  EXPECT_EMBER_ERROR(parallel::scale_chunk_sizes({1, 0}, 3), "positive");
+
+  manual_seed(7);
+  Sequential single(Linear(4, 3));
+  single->to(kFloat64);
+  Sequential wrapped(std::dynamic_pointer_cast<SequentialImpl>(single->clone()));
+  DataParallel<SequentialImpl> dp(wrapped, cpus(2));
+  dp->set_chunk_sizes({1, 3});
+  const Tensor x = randn({8, 4}, kFloat64);
+  const auto parts = parallel::scatter(x, cpus(2), 0, parallel::scale_chunk_sizes(dp->chunk_sizes(), 8));
+  EXPECT_EQ(parts[0].size(0), 2);
+  EXPECT_EQ(parts[1].size(0), 6);
+  EXPECT_EQ(parts[1].device(), Device::cpu(1));
+  Tensor out = dp->forward(x);
+  EXPECT_TRUE(testing::all_close(out, single->forward(x), 1e-12, 1e-12));
+  out.pow(2).sum().backward();
+  single->forward(x).pow(2).sum().backward();
+  for (const auto& [name, p] : single->named_parameters())
+    EXPECT_TRUE(testing::all_close(wrapped->named_parameters().at(name).grad(), p.grad(), 1e-10, 1e-12)) << name;
+  // A batch too small for the proportions is split evenly.
+  EXPECT_EQ(dp->forward(randn({2, 4}, kFloat64)).sizes(), IntArrayRef({2, 3}));
+  EXPECT_EMBER_ERROR(dp->set_chunk_sizes({1, 2, 3}), "set_chunk_sizes", "3 sizes for 2 devices");
+  EXPECT_EMBER_ERROR(parallel::scatter(x, cpus(2), 0, {3, 3}), "scatter", "sum to 6");
+}
+
+TEST(DataParallel, ImbalancedGpusAreNamed) {
+  using cuda::DeviceProperties;
+  const std::vector<Device> gpus{Device::cuda(0), Device::cuda(1)};
+  const DeviceProperties h100{"H100", size_t{80} << 30, 132, 9, 0}, small{"L4", size_t{24} << 30, 58, 8, 9};
+  EXPECT_FALSE(parallel::imbalance_warning(gpus, {h100, h100}).has_value());
+  const auto w = parallel::imbalance_warning(gpus, {h100, small});
+  ASSERT_TRUE(w.has_value());
+  EXPECT_THAT(*w, ::testing::HasSubstr("cuda:1 (L4) has less than 75%"));
+  EXPECT_THAT(*w, ::testing::HasSubstr("of cuda:0 (H100)"));
+  // Same memory, fewer multiprocessors.
+  DeviceProperties fewer = h100;
+  fewer.multiprocessor_count = 66;
+  EXPECT_TRUE(parallel::imbalance_warning(gpus, {fewer, h100}).has_value());
+  parallel::warn_if_imbalanced(cpus(2));  // logical CPU devices: nothing to compare, no CUDA call
+}
+
 TEST(DataParallel, FunctionalFormReleasesDroppedModules) {
   std::weak_ptr<SequentialImpl> weak;
   {
