@@ -115,7 +115,9 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, Int
           out.zero_();
       }
     } else if (out.is_cuda()) {
-      cuda::conv2d_forward(xc, wc, bc, out, p);
+      // Note [conv2d bias on CUDA]: cuDNN convolves, ember's own kernels add the bias.
+      cuda::conv2d_forward(xc, wc, Tensor(), out, p);
+      if (bc.defined()) out.add_(bc.view({1, c_out, 1, 1}));
     } else {
       cpu::conv2d_forward(xc, wc, bc, out, p);
     }
@@ -150,9 +152,11 @@ Conv2dGrads conv2d_backward(const Tensor& grad_output, const Tensor& input, cons
     }
     return r;
   }
-  if (g.is_cuda())
-    cuda::conv2d_backward(g, x, w, params, r.input, r.weight, r.bias);
-  else
+  if (g.is_cuda()) {
+    // Note [conv2d bias on CUDA]: the bias gradient is ember's reduction, not cuDNN's.
+    cuda::conv2d_backward(g, x, w, params, r.input, r.weight, Tensor());
+    if (need_bias) r.bias = g.sum({0, 2, 3});
+  } else
     cpu::conv2d_backward(g, x, w, params, r.input, r.weight, r.bias);
   return r;
 }

@@ -7,6 +7,7 @@
 #include "kernels/cpu/loops.h"
 #include "kernels/dispatch.h"
 #include "kernels/shared/cast.h"
+#include "kernels/shared/index_bounds.h"
 
 namespace ember::cpu {
 
@@ -106,7 +107,7 @@ std::optional<int64_t> first_index_out_of_range(const char* op, const Tensor& in
     using I = typename decltype(tag)::type;
     const I* p = static_cast<const I*>(idx.raw_data());
     const int64_t n = idx.numel();
-    auto bad = [size](I v) { return static_cast<int64_t>(v) < 0 || static_cast<int64_t>(v) >= size; };
+    auto bad = [size](I v) { return !index_in_range(static_cast<int64_t>(v), size); };  // shared with CUDA
     // Per-chunk flags first (cheap, parallel); the first offender is searched only on failure.
     const int64_t grain = int64_t{1} << 16;
     std::vector<char> flags(static_cast<size_t>((n + grain - 1) / grain), 0);

@@ -37,8 +37,16 @@ namespace {
 // float16/bfloat16 use CUDNN_TENSOR_OP_MATH, float64 CUDNN_DEFAULT_MATH.
 //
 // cuDNN's legacy API describes tensors with int dims and indexes them with 32 bits, so the batch is
-// split into chunks whose input and output each hold fewer than 2^31 elements (the weight gradient and
-// bias gradient accumulate over chunks with beta = 1).
+// split into chunks whose input and output each hold fewer than 2^31 elements (the weight gradient
+// accumulates over chunks with beta = 1).
+//
+// Note [conv2d bias on CUDA]
+// The bias is added, and its gradient summed, by ember's own kernels (in kernels/conv.cpp, the op layer:
+// out += bias.view({1, K, 1, 1}), grad_output.sum({0, 2, 3})) rather than cudnnAddTensor and
+// cudnnConvolutionBackwardBias: cuDNN 9 may answer CUDNN_STATUS_NOT_SUPPORTED for those with bfloat16.
+// Ember's kernels run on every dtype, on the device's current stream (the one the cuDNN handle is bound
+// to), accumulate 16-bit floats in float, need no 2^31 chunking, and are one path for all dtypes; this
+// file only takes an undefined bias.
 
 enum class Direction : int64_t { Forward = 0, BackwardData = 1, BackwardFilter = 2 };
 
@@ -108,7 +116,7 @@ struct ConvSetup {
   int device = 0;
   int64_t c = 0, h = 0, w = 0, k = 0, kc = 0, kh = 0, kw = 0, ho = 0, wo = 0;
   Conv2dParams p;
-  TensorDescriptor x, y, bias;
+  TensorDescriptor x, y;
   FilterDescriptor filter;
   ConvolutionDescriptor conv;
   int64_t batch = -1;  // the batch size the x/y descriptors describe
@@ -278,7 +286,6 @@ void conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bia
   init_setup(s, input, weight, out.size(2), out.size(3), p);
   const int64_t n = input.size(0), in_image = s.c * s.h * s.w, out_image = s.k * s.ho * s.wo;
   const int64_t chunk = chunk_images(n, in_image, out_image, "conv2d");
-  if (bias.defined()) s.bias.set(s.data_type, 1, s.k, 1, 1);
   const Scale one(1.0), zero(0.0);
   const size_t esize = element_size(s.dtype);
   const char* x = static_cast<const char*>(input.raw_data());
@@ -292,10 +299,8 @@ void conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bia
                                               weight.raw_data(), s.conv.get(),
                                               static_cast<cudnnConvolutionFwdAlgo_t>(fwd.choice.algo), fwd.data(),
                                               fwd.choice.workspace, zero.get(s.dtype), s.y.get(), yi));
-    if (bias.defined())
-      EMBER_CUDNN_CHECK(
-          cudnnAddTensor(s.handle, one.get(s.dtype), s.bias.get(), bias.raw_data(), one.get(s.dtype), s.y.get(), yi));
   }
+  EMBER_CHECK(!bias.defined(), "conv2d (CUDA): the bias is added by the caller (Note [conv2d bias on CUDA])");
 }
 
 void conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tensor& weight, const Conv2dParams& p,
@@ -305,7 +310,6 @@ void conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tenso
   init_setup(s, input, weight, grad_output.size(2), grad_output.size(3), p);
   const int64_t n = input.size(0), in_image = s.c * s.h * s.w, out_image = s.k * s.ho * s.wo;
   const int64_t chunk = chunk_images(n, in_image, out_image, "conv2d_backward");
-  if (grad_bias.defined()) s.bias.set(s.data_type, 1, s.k, 1, 1);
   const Scale one(1.0), zero(0.0);
   const size_t esize = element_size(s.dtype);
   const char* x = static_cast<const char*>(input.raw_data());
@@ -315,7 +319,7 @@ void conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tenso
     s.describe_batch(std::min(chunk, n - n0));
     const void* xi = x + static_cast<size_t>(n0 * in_image) * esize;
     const void* dyi = dy + static_cast<size_t>(n0 * out_image) * esize;
-    // Later chunks add to the weight and bias gradients of the earlier ones.
+    // Later chunks add to the weight gradient of the earlier ones.
     const Scale& accumulate = n0 == 0 ? zero : one;
     if (dx) {
       const Prepared bwd = prepare(s, Direction::BackwardData);
@@ -331,10 +335,9 @@ void conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tenso
           static_cast<cudnnConvolutionBwdFilterAlgo_t>(bwf.choice.algo), bwf.data(), bwf.choice.workspace,
           accumulate.get(s.dtype), s.filter.get(), grad_weight.raw_data()));
     }
-    if (grad_bias.defined())
-      EMBER_CUDNN_CHECK(cudnnConvolutionBackwardBias(s.handle, one.get(s.dtype), s.y.get(), dyi,
-                                                     accumulate.get(s.dtype), s.bias.get(), grad_bias.raw_data()));
   }
+  EMBER_CHECK(!grad_bias.defined(),
+              "conv2d_backward (CUDA): the bias gradient is summed by the caller (Note [conv2d bias on CUDA])");
 }
 
 }  // namespace ember::cuda

@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/index.h"
 #include "kernels/dispatch.h"
+#include "kernels/shared/index_bounds.h"
 #include "runtime/cuda/check.h"
 #include "runtime/cuda/cuda.h"
 #include "runtime/cuda/guard.h"
@@ -23,15 +24,16 @@ namespace {
 // Note [CUDA index errors]
 // A device-side assert (PyTorch's choice) poisons the whole CUDA context: every later call fails
 // and the process must restart. ember instead clamps an out-of-range index into [0, size) (so the
-// access stays in bounds; the op's result is then wrong) and records the offence in a small slot of
+// access stays in bounds; the op's result is then wrong; a dim of size 0 is not touched at all: Note
+// [Clamped indices] in kernels/shared/index_bounds.h) and records the offence in a small slot of
 // mapped pinned host memory, one per device. Nothing synchronises on it: the host reads the slot
 // with a plain load whenever an index op is launched on that device, and raises the recorded error
 // there (naming the op that met it), so an error surfaces at the next index op after the faulty
 // kernel has run; cuda::check_index_errors(device, /*wait=*/true) waits for the device and reports
-// deterministically (tests use it). Racing writers may mix fields of two offences; any mix still
-// names a real op, a real bad index or size, which is all the message promises. The slots are
-// never freed: pinned memory freed after the driver shut down is a crash, and the driver reclaims
-// them at exit.
+// deterministically (tests use it). Raising an error clears the slot, so each is reported once.
+// Racing writers may mix fields of two offences; any mix still names a real op, a real bad index or
+// size, which is all the message promises. The slots are never freed: pinned memory freed after the
+// driver shut down is a crash, and the driver reclaims them at exit.
 struct IndexErrorSlot {
   volatile int32_t op;  // IndexOpKind, 0: no error
   volatile int64_t value;
@@ -64,35 +66,36 @@ SlotPair error_slot(int device) {
   return g_slots[device];
 }
 
-// Raises (and clears) an error an earlier kernel recorded on `device`.
+// Raises an error an earlier kernel recorded on `device`, and clears the slot: the offence is reported once
+// (the exchange makes one caller take it when host threads race), and later ops and checks see no error.
 void raise_recorded(int device) {
   IndexErrorSlot* slot = error_slot(device).host;
-  const int32_t op = slot->op;
-  if (op == 0) [[likely]]
+  if (slot->op == 0) [[likely]]
     return;
   const int64_t value = slot->value, size = slot->size;
-  slot->op = 0;
+  const int32_t op = __atomic_exchange_n(&slot->op, 0, __ATOMIC_ACQ_REL);
+  if (op == 0) return;  // another thread took it
   EMBER_THROW(index_op_name(static_cast<IndexOpKind>(op)), ": index ", value, " is out of range for a dim of size ",
               size, " (found on cuda:", device,
               " by a kernel launched earlier; that op clamped the index, so its "
               "result is wrong)");
 }
 
-// The index value at j of rest position with offsets off, checked against [0, size): clamped and recorded.
+// The index value at `at`, checked against [0, size): an offence is recorded, and the position returned is
+// clamped (-1 for a dim of size 0, whatever the value: callers skip the access), Note [Clamped indices].
 template <class I>
 __device__ __forceinline__ int64_t load_index(const IndexIter& it, const I* index, int64_t at, IndexErrorSlot* slot,
                                               int32_t op) {
-  int64_t v = static_cast<int64_t>(index[at]);
-  if (v < 0 || v >= it.self_size) [[unlikely]] {
-    if (slot->op == 0) {
-      slot->value = v;
-      slot->size = it.self_size;
-      __threadfence_system();
-      slot->op = op;
-    }
-    v = v < 0 ? 0 : it.self_size - 1;  // -1 when the dim is empty: callers skip the access
+  const int64_t v = static_cast<int64_t>(index[at]);
+  if (index_in_range(v, it.self_size)) [[likely]]
+    return v;
+  if (slot->op == 0) {
+    slot->value = v;
+    slot->size = it.self_size;
+    __threadfence_system();
+    slot->op = op;
   }
-  return v;
+  return clamp_index(v, it.self_size);
 }
 
 // Thread `linear` -> (rest offsets, j along the indexed dim).

@@ -391,10 +391,6 @@ void launch_reduce(const Tensor& in, const ReduceGeometry& g, const Op& op, cons
 template <class T>
 inline constexpr bool is_float_v = std::is_floating_point_v<T> || is_half_like_v<T>;
 
-// Welford in float for the 32- and 16-bit floats, double for float64.
-template <class T>
-using var_acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
 template <class T>
 T* ptr_or_null(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
@@ -429,7 +425,11 @@ void reduce(ReduceKind kind, const Tensor& in, const ReduceGeometry& g, const Te
     case ReduceKind::Var:
       dispatch_floating_and_half(in.dtype(), "var", [&](auto tag) {
         using T = typename decltype(tag)::type;
-        using A = var_acc_t<T>;
+        // Welford/Chan in double for every floating dtype, as the CPU twin (kernels/cpu/reduce.cpp): in float,
+        // the running mean of data with a large offset (1e4 + U(0, 1)) loses the spread's low bits and the
+        // variance's relative error reaches 1e-3. WelfordAcc<double> is 24 bytes: shfl_down moves it word by
+        // word and the shared-memory buffers are sized by sizeof(A), so every kernel and CUB take it as is.
+        using A = double;
         launch_reduce<T>(in, g, reduce::WelfordOp<A>{static_cast<A>(correction)}, ValueWriter<T>{ptr_or_null<T>(out)},
                          stream);
       });

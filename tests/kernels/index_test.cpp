@@ -3,6 +3,7 @@
 #include "kernels/cuda/index.h"
 
 #include "kernels/ops.h"
+#include "kernels/shared/index_bounds.h"
 #include "tests/testing.h"
 
 namespace ember {
@@ -20,6 +21,8 @@ class IndexTest : public testing::DeviceTest {
   Tensor seq(IntArrayRef shape, DType dt = kFloat32) const {
     return arange(0, product(shape), 1, TensorOptions(kFloat64)).view(shape).to(device(), dt);
   }
+  // CUDA: nothing is recorded (any index error was raised, which cleared it), Note [CUDA index errors].
+  void expect_no_index_error() const { EXPECT_NO_THROW(cuda::check_index_errors(device(), /*wait=*/true)); }
 };
 
 TEST_P(IndexTest, IndexSelectValues) {
@@ -205,33 +208,121 @@ TEST_P(IndexTest, Gradients) {
   EXPECT_EQ(gather(leaf({3}), 0, i0.slice(0, 0, 2)).grad_fn()->name(), "GatherBackward");
 }
 
+// Note [CUDA index errors]: an index value out of range is thrown by the CPU op before anything is
+// written, but a CUDA kernel only records it (checking on the host would wait for the device); then
+// check_index_errors raises it, naming the op, the index and the size, and clears the record, so a
+// second check (and the next index op) sees nothing. Words common to both messages only: the CUDA op
+// names have no trailing underscore ("index_add" for index_add_).
+#define EXPECT_INDEX_RANGE_ERROR(stmt, ...)                                               \
+  do {                                                                                    \
+    if (device().is_cpu()) {                                                              \
+      EXPECT_EMBER_ERROR(stmt, __VA_ARGS__);                                              \
+    } else {                                                                              \
+      EXPECT_NO_THROW(stmt);                                                              \
+      EXPECT_EMBER_ERROR(cuda::check_index_errors(device(), /*wait=*/true), __VA_ARGS__); \
+      expect_no_index_error();                                                            \
+    }                                                                                     \
+  } while (0)
+
 TEST_P(IndexTest, Errors) {
   Tensor t = seq({3, 4});
-  EXPECT_EMBER_ERROR(index_select(t, 0, idx({0, 5})), "index_select: index 5 is out of range for dim 0 of size 3");
-  EXPECT_EMBER_ERROR(index_select(t, 1, idx({-1})), "index_select", "index -1", "size 4");
+  if (device().is_cpu())
+    EXPECT_EMBER_ERROR(index_select(t, 0, idx({0, 5})), "index_select: index 5 is out of range for dim 0 of size 3");
+  EXPECT_INDEX_RANGE_ERROR(index_select(t, 0, idx({0, 5})), "index_select", "index 5", "size 3");
+  EXPECT_INDEX_RANGE_ERROR(index_select(t, 1, idx({-1})), "index_select", "index -1", "size 4");
   EXPECT_EMBER_ERROR(index_select(t, 0, tensor({0.f, 1.f}).to(device())), "index_select", "int64", "float32");
   EXPECT_EMBER_ERROR(index_select(t, 0, idx({0, 1}).view({1, 2})), "index_select", "1-D", "[1, 2]");
   EXPECT_EMBER_ERROR(index_select(t, 2, idx({0})), "index_select", "dim 2");
-  EXPECT_EMBER_ERROR(gather(t, 1, idx({0, 7}).view({1, 2})), "gather", "index 7", "size 4");
+  EXPECT_INDEX_RANGE_ERROR(gather(t, 1, idx({0, 7}).view({1, 2})), "gather", "index 7", "size 4");
   EXPECT_EMBER_ERROR(gather(t, 1, idx({0, 1})), "gather", "as many dims", "[2]", "[3, 4]");
   EXPECT_EMBER_ERROR(gather(t, 1, zeros({4, 1}, opts(kInt64))), "gather", "[4, 1]", "exceeds", "dim 0");
-  EXPECT_EMBER_ERROR(t.scatter_add_(0, idx({3}).view({1, 1}), ones({1, 1}, opts())), "scatter_add_", "index 3",
-                     "size 3");
+  EXPECT_INDEX_RANGE_ERROR(t.scatter_add_(0, idx({3}).view({1, 1}), ones({1, 1}, opts())), "scatter_add", "index 3",
+                           "size 3");
   EXPECT_EMBER_ERROR(t.scatter_add_(0, idx({0}).view({1, 1}), ones({1, 1}, opts(kFloat64))), "scatter_add_", "float64",
                      "float32");
   EXPECT_EMBER_ERROR(t.scatter_add_(0, idx({0, 0}).view({2, 1}), ones({1, 1}, opts())), "scatter_add_", "exceeds src");
   EXPECT_EMBER_ERROR(t.index_add_(0, idx({0, 1}), ones({3, 4}, opts())), "index_add_", "[3, 4]", "2 entries");
-  EXPECT_EMBER_ERROR(t.index_add_(1, idx({4}), ones({3, 1}, opts())), "index_add_", "index 4", "size 4");
-  EXPECT_EMBER_ERROR(t.index_fill_(0, idx({3}), 1.0), "index_fill_", "index 3", "size 3");
+  EXPECT_INDEX_RANGE_ERROR(t.index_add_(1, idx({4}), ones({3, 1}, opts())), "index_add", "index 4", "size 4");
+  EXPECT_INDEX_RANGE_ERROR(t.index_fill_(0, idx({3}), 1.0), "index_fill_", "index 3", "size 3");
   EXPECT_EMBER_ERROR(zeros({3}, opts()).expand({2, 3}).index_fill_(0, idx({0}), 1.0), "index_fill_", "overlapping");
   // In place on a leaf that requires grad.
   Tensor leaf = rand_leaf({3, 2}, device());
   EXPECT_EMBER_ERROR(leaf.index_add_(0, idx({0}), ones({1, 2}, opts(kFloat64))), "index_add_", "leaf");
-  // one_hot.
-  EXPECT_EMBER_ERROR(one_hot(idx({0, -1}), 3), "one_hot", "-1");
+  // one_hot: the CPU names a class value and num_classes, the CUDA kernel an index and a size.
+  if (device().is_cpu()) {
+    EXPECT_EMBER_ERROR(one_hot(idx({0, -1}), 3), "one_hot", "value -1", "num_classes 3");
+  } else {
+    EXPECT_NO_THROW(one_hot(idx({0, -1}), 3));
+    EXPECT_EMBER_ERROR(cuda::check_index_errors(device(), true), "one_hot", "index -1", "size 3");
+    expect_no_index_error();
+  }
   EXPECT_EMBER_ERROR(one_hot(idx({-2, 1})), "one_hot", "non-negative", "-2");
   EXPECT_EMBER_ERROR(one_hot(idx({})), "one_hot", "empty");
   EXPECT_EMBER_ERROR(one_hot(tensor({1.f}).to(device())), "one_hot", "int64", "float32");
+  // Nothing is left recorded for later ops and tests (Note [CUDA index errors]).
+  if (device().is_cuda()) expect_no_index_error();
+}
+
+// A dim of size 0 has no valid index: a negative one must not wrap (or clamp) to position 0. Self is an
+// empty view into a larger buffer, so a stray access would land in `base` rather than fault.
+TEST_P(IndexTest, NegativeIndexIntoEmptyDim) {
+  Tensor base = ones({2, 4}, opts());
+  Tensor empty_cols = base.narrow(1, 1, 0);  // [2, 0], data at base[0, 1]
+  Tensor empty_rows = base.narrow(0, 1, 0);  // [0, 4], data at base[1, 0]
+  EXPECT_INDEX_RANGE_ERROR(index_select(empty_rows, 0, idx({-1})), "index_select", "index -1", "size 0");
+  EXPECT_INDEX_RANGE_ERROR(gather(empty_cols, 1, idx({-1, -2}).view({2, 1})), "gather", "index -", "size 0");
+  EXPECT_INDEX_RANGE_ERROR(empty_cols.index_fill_(1, idx({-1}), 5.0), "index_fill_", "index -1", "size 0");
+  EXPECT_INDEX_RANGE_ERROR(empty_cols.index_add_(1, idx({-1}, kInt32), ones({2, 1}, opts())), "index_add", "index -1",
+                           "size 0");
+  EXPECT_INDEX_RANGE_ERROR(empty_rows.scatter_add_(0, idx({-3}).view({1, 1}), ones({1, 1}, opts())), "scatter_add",
+                           "index -3", "size 0");
+  if (device().is_cpu()) {
+    EXPECT_EMBER_ERROR(one_hot(idx({-1}), 0), "one_hot", "value -1", "num_classes 0");
+  } else {
+    EXPECT_NO_THROW(one_hot(idx({-1}), 0));
+    EXPECT_EMBER_ERROR(cuda::check_index_errors(device(), true), "one_hot", "index -1", "size 0");
+    expect_no_index_error();
+  }
+  // Nothing was written around the empty views.
+  EXPECT_TRUE(values_are(base, {2, 4}, std::vector<double>(8, 1.0)));
+  // Positive indices into the empty dim are out of range too.
+  EXPECT_INDEX_RANGE_ERROR(empty_cols.index_fill_(1, idx({0}), 5.0), "index_fill_", "index 0", "size 0");
+  EXPECT_TRUE(values_are(base, {2, 4}, std::vector<double>(8, 1.0)));
+}
+
+// The bounds math the CUDA kernels run (kernels/shared/index_bounds.h), checked on the host.
+TEST(IndexBounds, InRangeAndClamp) {
+  EXPECT_FALSE(index_in_range(0, 0));
+  EXPECT_FALSE(index_in_range(-1, 0));
+  EXPECT_FALSE(index_in_range(1, 0));
+  EXPECT_TRUE(index_in_range(0, 1));
+  EXPECT_TRUE(index_in_range(4, 5));
+  EXPECT_FALSE(index_in_range(5, 5));
+  EXPECT_FALSE(index_in_range(-1, 5));
+  EXPECT_FALSE(index_in_range(-5, 5));  // negative indices do not wrap
+  EXPECT_FALSE(index_in_range(INT64_MIN, 5));
+  EXPECT_FALSE(index_in_range(INT64_MAX, 5));
+  // A dim of size 0: nothing to touch, for any value.
+  for (int64_t v : {int64_t{-1}, int64_t{-7}, int64_t{0}, int64_t{1}, INT64_MIN, INT64_MAX})
+    EXPECT_EQ(clamp_index(v, 0), -1) << "v = " << v;
+  // In range: unchanged; out of range: the nearest end.
+  EXPECT_EQ(clamp_index(0, 1), 0);
+  EXPECT_EQ(clamp_index(-1, 1), 0);
+  EXPECT_EQ(clamp_index(1, 1), 0);
+  EXPECT_EQ(clamp_index(0, 5), 0);
+  EXPECT_EQ(clamp_index(3, 5), 3);
+  EXPECT_EQ(clamp_index(4, 5), 4);
+  EXPECT_EQ(clamp_index(5, 5), 4);
+  EXPECT_EQ(clamp_index(-1, 5), 0);
+  EXPECT_EQ(clamp_index(-6, 5), 0);
+  EXPECT_EQ(clamp_index(INT64_MIN, 5), 0);
+  EXPECT_EQ(clamp_index(INT64_MAX, 5), 4);
+  for (int64_t size : {1, 2, 7})
+    for (int64_t v = -10; v < 10; ++v) {
+      const int64_t c = clamp_index(v, size);
+      EXPECT_TRUE(index_in_range(c, size)) << "v = " << v << ", size = " << size;
+      EXPECT_EQ(c == v, index_in_range(v, size)) << "v = " << v << ", size = " << size;
+    }
 }
 
 TEST(IndexDevices, CpuErrorsOnly) {

@@ -146,6 +146,27 @@ TEST_P(ReduceTest, VarIsNumericallySound) {
   EXPECT_NEAR(x.var({0}).item<float>(), ref[0], 1e-4 * ref[0]);
 }
 
+// The same over dims and through strided views: the block-reduce kernels on CUDA (warp shuffles and shared
+// memory of the Welford accumulator, split reductions and their partials) rather than one full reduction.
+TEST_P(ReduceTest, VarOverDimsIsNumericallySound) {
+  manual_seed(21);
+  auto check = [](const Tensor& x, const std::vector<int64_t>& dims) {
+    const std::vector<double> ref = naive_reduce(x.contiguous().to_vector<double>(), x.sizes().vec(), dims, Kind::Var);
+    const std::vector<double> got = x.var(dims).to_vector<double>();
+    ASSERT_EQ(got.size(), ref.size());
+    for (size_t i = 0; i < ref.size(); ++i)
+      EXPECT_NEAR(got[i], ref[i], 1e-4 * ref[i]) << "output " << i << " of var over " << dims.size()
+                                                 << " dims of shape " << x.sizes() << ", strides " << x.strides();
+  };
+  const Tensor rows = (rand({3, 40000}, opts(kFloat64)) + 1e4).to(kFloat32);
+  check(rows, {1});                           // few long contiguous rows: vector loads, split reductions
+  check(rows.slice(1, 0, 40000, 3), {1});     // strided rows
+  check(rows.slice(1, 0, 40000, 3), {0, 1});  // a full reduction of a strided view: many partials
+  const Tensor cols = (rand({3000, 5}, opts(kFloat64)) + 1e4).to(kFloat32);
+  check(cols, {0});      // down columns
+  check(cols.t(), {1});  // the same through a transposed view
+}
+
 TEST_P(ReduceTest, MaxMinValues) {
   Tensor a = t({1, 7, 3, 9, 5, -6}, {2, 3});
   EXPECT_TRUE(values_are(a.max(), {}, {9}));

@@ -291,6 +291,46 @@ TEST_P(ConvTestCuda, CudaMatchesCpu) {
       all_close(conv2d(x.to(kFloat16), w.to(kFloat16), {}, 1, 1).to(kFloat32), conv2d(x, w, {}, 1, 1), 2e-2, 5e-2));
 }
 
+// bfloat16 on CUDA (cuDNN convolution; ember's own bias add and bias-gradient sum, Note [conv2d bias on
+// CUDA]) against float32 on the CPU, both from the same bfloat16-representable data. cuDNN accumulates in
+// float and rounds each result to bfloat16 (2^-9 relative); the forward rounds twice (convolution, then the
+// bias add), hence an absolute term scaled by the largest value as well.
+TEST_P(ConvTestCuda, BFloat16MatchesFloat32Cpu) {
+  manual_seed(13);
+  struct Case {
+    std::vector<int64_t> x, w, stride, padding, dilation;
+    int64_t groups;
+  };
+  const std::vector<Case> cases = {{{4, 8, 10, 10}, {16, 8, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1},
+                                   {{3, 6, 13, 11}, {4, 3, 3, 2}, {2, 1}, {1, 0}, {1, 2}, 2}};
+  auto bf16_exact = [](const Tensor& t) { return t.to(kBFloat16).to(kFloat32); };
+  for (const Case& c : cases) {
+    const Tensor x = bf16_exact(randn(c.x)), w = bf16_exact(randn(c.w));
+    const Tensor b = bf16_exact(randn({c.w[0]}) * 4);  // large enough that a lost bias cannot hide in the tolerance
+    const Tensor g = bf16_exact(randn(conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups).sizes()));
+    auto run = [&](Device d, DType dt) {
+      const Tensor xl = x.to(d, dt, false, true).requires_grad_(), wl = w.to(d, dt, false, true).requires_grad_(),
+                   bl = b.to(d, dt, false, true).requires_grad_();
+      const Tensor y = conv2d(xl, wl, bl, c.stride, c.padding, c.dilation, c.groups);
+      EXPECT_EQ(y.dtype(), dt);
+      y.backward(g.to(d, dt));
+      std::vector<Tensor> r{y, xl.grad(), wl.grad(), bl.grad()};
+      for (Tensor& t : r) {
+        EXPECT_EQ(t.dtype(), dt);
+        t = t.cpu().to(kFloat32);
+      }
+      return r;
+    };
+    const auto ref = run(Device::cpu(), kFloat32), got = run(device(), kBFloat16);
+    const char* names[] = {"output", "grad_input", "grad_weight", "grad_bias"};
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double scale = ref[i].abs().max().item<double>();
+      EXPECT_TRUE(all_close(got[i], ref[i], 2e-2, 5e-3 * scale))
+          << names[i] << ": input " << x.sizes() << " weight " << w.sizes() << " groups " << c.groups;
+    }
+  }
+}
+
 EMBER_INSTANTIATE_DEVICE_TESTS(ConvTest);
 EMBER_INSTANTIATE_CUDA_TESTS(ConvTestCuda);
 
