@@ -13,6 +13,8 @@
 #include "kernels/pool.h"
 #include "nn/nn.h"
 #include "parallel/data_parallel.h"
+#include "parallel/ddp.h"
+#include "parallel/distributed.h"
 #include "runtime/autograd/engine.h"
 #include "runtime/autograd/grad_mode.h"
 #include "runtime/cuda/cuda.h"

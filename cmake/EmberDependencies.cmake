@@ -73,3 +73,16 @@ if(EMBER_WITH_CUDA)
 else()
   message(STATUS "ember: CUDA backend OFF (EMBER_CUDA=${EMBER_CUDA}); every CUDA request throws ember::Error")
 endif()
+
+# Note [MPI]
+# Process groups (parallel/distributed.h) run their CPU collectives, and bootstrap NCCL, over MPI's C API
+# (Debian: libopenmpi-dev, openmpi-bin; any MPI-3 library works). MPI_CXX_SKIP_MPICXX keeps the deprecated
+# C++ bindings out. The ember target does not exist yet when this file runs, so its link to MPI is
+# deferred to the end of the directory that included this file. PRIVATE: no public header includes
+# mpi.h; the static library still exports the link ($<LINK_ONLY:MPI::MPI_CXX>), which is why
+# emberConfig.cmake finds MPI again for consumers.
+set(MPI_CXX_SKIP_MPICXX ON)
+find_package(MPI REQUIRED COMPONENTS CXX)
+message(STATUS "ember: MPI ${MPI_CXX_VERSION} (${MPIEXEC_EXECUTABLE}) for process groups")
+cmake_language(DEFER CALL target_link_libraries ember PRIVATE MPI::MPI_CXX)
+

@@ -1,8 +1,5 @@
-// DataLoader: epoch orders, the prefetch thread, and host-to-device staging.
+// DataLoader: epoch orders (whole or sharded), the prefetch thread, and host-to-device staging.
 #include "data/dataloader.h"
-
-#include <numeric>
-#include <random>
 
 #include "kernels/ops.h"
 #include "runtime/cuda/cuda.h"
@@ -16,33 +13,51 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
   EMBER_CHECK(options_.batch_size() > 0, "DataLoader: batch_size must be positive, got ", options_.batch_size());
   EMBER_CHECK(options_.prefetch() >= 0, "DataLoader: prefetch must be >= 0, got ", options_.prefetch());
   if (options_.device().is_cuda()) cuda::check_device(options_.device(), "DataLoader");
+  const int64_t n = dataset_->size();
+  if (options_.sampler()) {
+    EMBER_CHECK(options_.num_replicas() == 1 && options_.rank() == 0,
+                "DataLoader: give either a sampler or num_replicas/rank, not both (num_replicas ",
+                options_.num_replicas(), ", rank ", options_.rank(), ")");
+    sampler_ = options_.sampler();
+    EMBER_CHECK(sampler_->num_examples() == n, "DataLoader: the sampler is for ", sampler_->num_examples(),
+                " examples but the dataset has ", n);
+  } else if (options_.num_replicas() != 1 || options_.rank() != 0) {
+    EMBER_CHECK(options_.num_replicas() >= 1, "DataLoader: num_replicas must be at least 1, got ",
+                options_.num_replicas());
+    EMBER_CHECK(options_.rank() >= 0 && options_.rank() < options_.num_replicas(), "DataLoader: rank ",
+                options_.rank(), " is out of range for num_replicas ", options_.num_replicas(),
+                " (expected 0 <= rank < ", options_.num_replicas(), ")");
+    sampler_.emplace(n, options_.num_replicas(), options_.rank(), options_.shuffle(), options_.seed());
+  }
+  epoch_size_ = n;
+  if (sampler_) epoch_size_ = sampler_->size() - (options_.even_shards() ? 0 : sampler_->num_padding());
 }
 
 DataLoader::~DataLoader() { stop_worker(); }
 
 int64_t DataLoader::num_batches() const {
-  const int64_t n = dataset_->size(), bs = options_.batch_size();
+  const int64_t n = epoch_size_, bs = options_.batch_size();
   return options_.drop_last() ? n / bs : (n + bs - 1) / bs;
 }
 
-std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
-  std::vector<int64_t> order(static_cast<size_t>(dataset_->size()));
-  std::iota(order.begin(), order.end(), int64_t{0});
-  if (!options_.shuffle()) return order;
-  // Our own Fisher-Yates over mt19937_64 (fully specified by the standard), so the order is the
-  // same with every standard library.
-  std::mt19937_64 rng(options_.seed() * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch));
-  for (size_t i = order.size(); i > 1; --i) {
-    const size_t j = static_cast<size_t>(rng() % i);
-    std::swap(order[i - 1], order[j]);
-  }
+void DataLoader::set_epoch(int64_t epoch) {
+  EMBER_CHECK(epoch >= 0, "DataLoader: set_epoch expects a non-negative epoch, got ", epoch);
+  epoch_ = epoch;  // start_epoch() increments it first
+}
+
+// `epoch` counts from 1 (the epoch() after begin()); samplers and epoch_permutation count from 0.
+std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) {
+  if (!sampler_) return epoch_permutation(dataset_->size(), options_.seed(), epoch - 1, options_.shuffle());
+  sampler_->set_epoch(epoch - 1);
+  std::vector<int64_t> order = sampler_->indices();
+  order.resize(static_cast<size_t>(epoch_size_));  // without the padding unless even_shards
   return order;
 }
 
 DataLoader::Job DataLoader::produce(int64_t batch_index) {
   const int64_t bs = options_.batch_size();
   const int64_t first = batch_index * bs;
-  const int64_t count = std::min<int64_t>(bs, dataset_->size() - first);
+  const int64_t count = std::min<int64_t>(bs, static_cast<int64_t>(order_.size()) - first);
   const std::vector<int64_t> indices(order_.begin() + first, order_.begin() + first + count);
   const Device device = options_.device();
   const bool pinned = device.is_cuda();

@@ -1,5 +1,6 @@
-// DataLoader: seeded shuffling, batching, a background prefetch thread, and (for CUDA) pinned host
-// buffers with non_blocking copies on a side stream so that loading overlaps compute.
+// DataLoader: seeded shuffling, batching, per-rank shards for multi-process training, a background prefetch
+// thread, and (for CUDA) pinned host buffers with non_blocking copies on a side stream so that loading
+// overlaps compute.
 #pragma once
 
 #include <condition_variable>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/distributed_sampler.h"
 #include "nn/options.h"
 
 namespace ember::data {
@@ -28,6 +30,17 @@ struct DataLoaderOptions {
   EMBER_ARG(Device, device) = Device::cpu();
   // Batches prepared ahead by the background thread (0: load on the calling thread).
   EMBER_ARG(int, prefetch) = 2;
+  // Multi-process training (Note [DistributedSampler]): rank `rank` of `num_replicas` takes its shard of each
+  // epoch's order, which is the same shuffle on every rank (same seed, same epoch), padded so that every rank
+  // gets the same number of examples and of batches: `.num_replicas(pg->size()).rank(pg->rank())`.
+  EMBER_ARG(int64_t, num_replicas) = 1;
+  EMBER_ARG(int64_t, rank) = 0;
+  // false (evaluation): no padding; every example lies on exactly one rank, and shards (and batch counts)
+  // may differ by one example. drop_last still only drops a short last batch.
+  EMBER_ARG(bool, even_shards) = true;
+  // A sampler of one's own instead of num_replicas/rank (PyTorch's drop_last = true, another seed): the loader
+  // keeps a copy and sets its epoch at every epoch; its shuffle and seed replace the loader's.
+  EMBER_ARG(std::optional<DistributedSampler>, sampler);
 };
 
 class DataLoader {
@@ -37,11 +50,19 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
+  // Per epoch, on this rank (the shard's batches and examples when sharded; the same on every rank with even
+  // shards).
   int64_t num_batches() const;
-  int64_t num_examples() const { return dataset_->size(); }
+  int64_t num_examples() const { return epoch_size_; }
   const DataLoaderOptions& options() const { return options_; }
   // Epochs started so far (each begin() starts one, reshuffling).
   int64_t epoch() const { return epoch_; }
+  // The next begin() starts epoch `epoch` (0-based, as DistributedSampler::set_epoch; epoch() is then
+  // epoch + 1), e.g. when resuming; later begin()s go on from there. Without it, the k-th begin() starts
+  // epoch k - 1.
+  void set_epoch(int64_t epoch);
+  // The sampler that shards this loader's epochs, set to the latest epoch started (nullptr when not sharded).
+  const DistributedSampler* sampler() const { return sampler_ ? &*sampler_ : nullptr; }
 
   class Iterator {
    public:
@@ -74,10 +95,12 @@ class DataLoader {
   void stop_worker();
   std::optional<Batch> next();
   Job produce(int64_t batch_index);  // host batch (pinned for CUDA), moved to the device
-  std::vector<int64_t> epoch_order(int64_t epoch) const;
+  std::vector<int64_t> epoch_order(int64_t epoch);  // also sets the sampler's epoch
 
   std::shared_ptr<const Dataset> dataset_;
   DataLoaderOptions options_;
+  std::optional<DistributedSampler> sampler_;
+  int64_t epoch_size_ = 0;  // examples per epoch (this rank's)
   int64_t epoch_ = 0;
   std::vector<int64_t> order_;
   int64_t next_batch_ = 0;  // next batch index handed out by next()

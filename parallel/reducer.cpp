@@ -3,6 +3,7 @@
 #include "parallel/reducer.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "kernels/ops.h"
 #include "runtime/autograd/engine.h"
@@ -211,7 +212,14 @@ void Reducer::launch(size_t index) {
   const bool communicate = active_ > 1 || options_.always_communicate;
   // On GPUs each replica's reduction is ordered after the streams that produced its gradients: the
   // first of them is made current for the launch and waits for the others.
-  std::vector<std::unique_ptr<cuda::StreamGuard>> guards;
+  // Guards of several devices must be undone in reverse order to restore the thread's current device.
+  struct GuardStack {
+    std::vector<std::unique_ptr<cuda::StreamGuard>> guards;
+    ~GuardStack() {
+      while (!guards.empty()) guards.pop_back();
+    }
+  } stack;
+  auto& guards = stack.guards;
   std::vector<Tensor> flats;
   for (size_t r = 0; r < active_; ++r) {
     if (devices_[r].is_cuda()) {
@@ -252,6 +260,7 @@ void Reducer::finalize() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!armed_) return;
   armed_ = false;
+  const auto start = std::chrono::steady_clock::now();
   NoGradGuard no_grad;
   // Buckets whose parameters did not all get a gradient: as zeros, or (without find_unused_parameters)
   // left unreduced from the first such bucket on, their parameters named at the next forward.
@@ -272,6 +281,7 @@ void Reducer::finalize() {
   }
   std::vector<std::function<void()>> pending = std::exchange(pending_, {});
   for (auto& finish : pending) finish();
+  finalize_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // What the reductions wrote is ordered before the caller's current streams (the optimizer's).
   for (size_t r = 0; r < active_; ++r) {
     if (!devices_[r].is_cuda()) continue;

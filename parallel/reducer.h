@@ -84,6 +84,9 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   const Tensor& bucket_buffer(size_t replica, size_t bucket) const { return buffers_[replica][bucket]; }
   // How many buckets were launched from a hook (before backward finished) in the last backward.
   size_t buckets_reduced_early() const { return reduced_early_; }
+  // Seconds the last backward's final callback spent launching the buckets left and finishing the
+  // reductions (waiting for them): the communication backward did not hide.
+  double last_finalize_seconds() const { return finalize_seconds_; }
 
  private:
   struct Bucket {
@@ -124,6 +127,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   bool require_sync_ = true;
   bool finalize_queued_ = false;
   size_t reduced_early_ = 0;
+  double finalize_seconds_ = 0;
 };
 
 }  // namespace ember::parallel

@@ -115,9 +115,16 @@ void set_host_cache_limit(size_t bytes) {
 
 size_t host_cache_limit() { return host_cache().limit.load(std::memory_order_relaxed); }
 
+namespace {
+std::atomic<uint64_t> g_host_allocations{0};
+}
+
+uint64_t host_allocation_count() { return g_host_allocations.load(std::memory_order_relaxed); }
+
 DataPtr cpu_allocate(size_t nbytes, Device device) {
   EMBER_ASSERT(device.is_cpu(), "cpu_allocate on ", device);
   if (nbytes == 0) return DataPtr(nullptr, nullptr, nullptr, device);
+  g_host_allocations.fetch_add(1, std::memory_order_relaxed);
   const size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
   if (rounded < kCacheMinBytes || host_cache_limit() == 0) {
     void* p = std::aligned_alloc(kCpuAlignment, rounded);

@@ -61,6 +61,9 @@ inline constexpr size_t kCpuAlignment = 64;
 
 // 64-byte aligned host memory; the DataPtr is tagged with `device` (a logical CPU device).
 DataPtr cpu_allocate(size_t nbytes, Device device = Device::cpu());
+// Host allocations made so far by cpu_allocate (non-empty ones, cached or not), process-wide: lets tests
+// and benchmarks check that a steady training step allocates no more than it must.
+uint64_t host_allocation_count();
 // The cache of large host blocks behind cpu_allocate (Note [Host memory cache] in allocator.cpp):
 // bytes it holds now, emptying it, and the cap on what it keeps (EMBER_HOST_CACHE_MB, default 512 MiB;
 // 0 disables it; lowering the cap below what is held empties it).
