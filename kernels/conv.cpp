@@ -139,17 +139,12 @@ Conv2dGrads conv2d_backward(const Tensor& grad_output, const Tensor& input, cons
   Conv2dGrads r;
   if (need_input) r.input = empty(x.sizes(), x.options());
   if (need_weight) r.weight = empty(w.sizes(), w.options());
-  if (need_bias) r.bias = empty({w.size(0)}, w.options());
+  if (need_bias && !g.is_cuda()) r.bias = empty({w.size(0)}, w.options());  // CUDA: summed below
   if (!need_input && !need_weight && !need_bias) return r;
   if (is_degenerate(x, w, g)) {
     if (need_input) r.input.zero_();
     if (need_weight) r.weight.zero_();
-    if (need_bias) {
-      if (g.numel() > 0)
-        r.bias = g.sum({0, 2, 3});
-      else
-        r.bias.zero_();
-    }
+    if (need_bias) r.bias = g.numel() > 0 ? g.sum({0, 2, 3}) : zeros({w.size(0)}, w.options());
     return r;
   }
   if (g.is_cuda()) {

@@ -27,7 +27,11 @@ std::function<void()> compressed_allreduce(distributed::ProcessGroup& group, con
   return [work, compressed, buffer]() mutable {
     work->wait();
     NoGradGuard no_grad;
-    if (compressed.raw_data() != buffer.raw_data()) buffer.copy_(compressed);
+    if (compressed.raw_data() == buffer.raw_data()) return;
+    buffer.copy_(compressed);
+    // Made on the stream the bucket was launched from, read here on the caller's: keep its memory
+    // from that stream's next allocations until the copy has run.
+    if (compressed.is_cuda()) compressed.record_stream(cuda::current_stream(compressed.device().index()));
   };
 }
 

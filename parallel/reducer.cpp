@@ -30,8 +30,11 @@ std::shared_ptr<Reducer> Reducer::create(std::vector<std::vector<Tensor>> replic
   // In-process replicas are summed: flats[r] sits on devices[r] (the first flats.size() of them).
   BucketReduce sum = [devices](size_t, const std::vector<Tensor>& flats) -> std::function<void()> {
     std::vector<Device> active(devices.begin(), devices.begin() + static_cast<std::ptrdiff_t>(flats.size()));
-    Communicator::get(active)->all_reduce(flats);
-    return nullptr;
+    std::shared_ptr<Communicator> comm = Communicator::get(active);
+    comm->all_reduce(flats);
+    // On GPUs the sum is ordered on the streams, not waited for; what finalize can still do is report a
+    // collective that already failed (the watchdog's verdict) instead of stepping with partial sums.
+    return [comm] { comm->check(); };
   };
   return create(std::move(replica_params), std::move(devices), std::move(sum), options);
 }

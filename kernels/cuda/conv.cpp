@@ -281,6 +281,7 @@ void init_setup(ConvSetup& s, const Tensor& input, const Tensor& weight, int64_t
 
 void conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& out,
                     const Conv2dParams& p) {
+  EMBER_CHECK(!bias.defined(), "conv2d (CUDA): the bias is added by the caller (Note [conv2d bias on CUDA])");
   DeviceGuard guard(input.device());
   ConvSetup s;
   init_setup(s, input, weight, out.size(2), out.size(3), p);
@@ -300,11 +301,12 @@ void conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bia
                                               static_cast<cudnnConvolutionFwdAlgo_t>(fwd.choice.algo), fwd.data(),
                                               fwd.choice.workspace, zero.get(s.dtype), s.y.get(), yi));
   }
-  EMBER_CHECK(!bias.defined(), "conv2d (CUDA): the bias is added by the caller (Note [conv2d bias on CUDA])");
 }
 
 void conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tensor& weight, const Conv2dParams& p,
                      const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias) {
+  EMBER_CHECK(!grad_bias.defined(),
+              "conv2d_backward (CUDA): the bias gradient is summed by the caller (Note [conv2d bias on CUDA])");
   DeviceGuard guard(input.device());
   ConvSetup s;
   init_setup(s, input, weight, grad_output.size(2), grad_output.size(3), p);
@@ -336,8 +338,6 @@ void conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tenso
           accumulate.get(s.dtype), s.filter.get(), grad_weight.raw_data()));
     }
   }
-  EMBER_CHECK(!grad_bias.defined(),
-              "conv2d_backward (CUDA): the bias gradient is summed by the caller (Note [conv2d bias on CUDA])");
 }
 
 }  // namespace ember::cuda

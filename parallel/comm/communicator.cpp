@@ -25,6 +25,12 @@ void Communicator::check_tensors(const char* op, const std::vector<Tensor>& tens
   }
 }
 
+void Communicator::check_same_sizes(const char* op, const std::vector<Tensor>& tensors) {
+  for (size_t i = 1; i < tensors.size(); ++i)
+    EMBER_CHECK(tensors[i].sizes() == tensors[0].sizes(), op, ": tensor ", i, " has shape ", tensors[i].sizes(),
+                " but tensor 0 has ", tensors[0].sizes());
+}
+
 namespace {
 
 // Logical CPU devices share host memory: collectives are plain loops over the buffers.
@@ -69,11 +75,6 @@ class CpuCommunicator final : public Communicator {
   void check_root(const char* op, int root) const {
     EMBER_CHECK(root >= 0 && root < static_cast<int>(size()), op, ": root ", root, " is out of range for ", size(),
                 " devices");
-  }
-  static void check_same_sizes(const char* op, const std::vector<Tensor>& tensors) {
-    for (size_t i = 1; i < tensors.size(); ++i)
-      EMBER_CHECK(tensors[i].sizes() == tensors[0].sizes(), op, ": tensor ", i, " has shape ", tensors[i].sizes(),
-                  " but tensor 0 has ", tensors[0].sizes());
   }
   static void copy_raw(const Tensor& src, const Tensor& dst) {
     if (src.raw_data() != dst.raw_data()) std::memcpy(dst.raw_data(), src.raw_data(), src.nbytes());
@@ -151,7 +152,14 @@ void destroy_communicators() {
     std::lock_guard<std::mutex> lock(c.mutex);
     entries.swap(c.entries);
   }
-  for (auto& [key, comm] : entries) comm->shutdown();
+  // Runs from an exit hook too: nothing may escape (std::terminate).
+  for (auto& [key, comm] : entries) {
+    try {
+      comm->shutdown();
+    } catch (const std::exception& e) {
+      detail::log_warning(std::string("destroy_communicators: ") + e.what());
+    }
+  }
 }
 
 std::shared_ptr<Communicator> Communicator::get(const std::vector<Device>& devices) {

@@ -35,6 +35,8 @@ class Communicator {
   // Waits until the collectives issued so far have completed (no-op on the CPU); throws ember::Error
   // if one failed or timed out.
   virtual void barrier() = 0;
+  // Throws ember::Error if a collective issued so far has failed or timed out (no waiting).
+  virtual void check() {}
   // The time a collective may take before the communicator is aborted (NCCL).
   virtual void set_timeout(std::chrono::milliseconds /*timeout*/) {}
   // Releases the backend's resources (NCCL communicators, streams) after waiting, within the timeout,
@@ -54,6 +56,7 @@ class Communicator {
   explicit Communicator(std::vector<Device> devices) : devices_(std::move(devices)) {}
   // Checks the one-tensor-per-device contract; `op` names the collective in errors.
   void check_tensors(const char* op, const std::vector<Tensor>& tensors) const;
+  static void check_same_sizes(const char* op, const std::vector<Tensor>& tensors);
 
  private:
   std::vector<Device> devices_;

@@ -61,6 +61,7 @@ void CollectiveWatchdog::fail_locked(std::unique_lock<std::mutex>& lock, const s
   pending_.clear();
   auto abort = std::move(abort_);
   abort_ = nullptr;
+  done_cv_.notify_all();  // waiters learn of the failure now, not after the abort
   lock.unlock();
   if (abort) {
     try {

@@ -35,9 +35,12 @@ ncclDataType_t nccl_dtype(const char* op, DType t) {
 // Note [NCCL groups]
 // One process drives every GPU, so each collective is one ncclGroupStart/End around a call per
 // device: NCCL then launches them together instead of deadlocking on the first device's call. The
-// communicator is cached process-wide (Communicator::get), so two threads (two reducers, or a user's
-// parallel::all_reduce during a backward) can reach it at once; interleaved group calls from two
-// threads hang NCCL, hence the mutex around each group.
+// communicators are cached process-wide (Communicator::get), so two threads (two reducers, or a user's
+// parallel::all_reduce during a backward) can reach them at once; interleaved group calls from two
+// threads hang NCCL, and two communicators over overlapping GPUs launching in different orders on
+// different devices deadlock, hence one process-wide mutex around every launch. The watchdog's abort
+// takes the same mutex, so ncclCommAbort never runs while another thread is inside an NCCL call on
+// the communicator (NCCL frees the whole clique on the last abort).
 //
 // Note [Communication streams]
 // Collectives run on the communicator's own high-priority stream per device, not on the caller's:
@@ -45,9 +48,15 @@ ncclDataType_t nccl_dtype(const char* op, DType t) {
 // current stream of that device (the tensors' producers), and the caller's current stream then waits
 // for the collective, so work queued later (the optimizer, a copy to the host) sees its result. The
 // tensors are recorded as used by the communication stream, so the caching allocator does not hand
-// their memory out again before the collective has finished with it. Each collective's end events
-// go to the watchdog (Note [Collective watchdog]), which aborts the communicators on an asynchronous
-// NCCL error or past the timeout.
+// their memory out again before the collective has finished with it. Because the allocator keeps
+// those stream handles for as long as the memory lives, the streams are never destroyed (as the stream
+// pools'). Each collective's end events go to the watchdog (Note [Collective watchdog]), which aborts
+// the communicators on an asynchronous NCCL error or past the timeout.
+std::mutex& launch_mutex() {
+  static std::mutex m;  // trivially destroyed at exit after every use: no CUDA or NCCL call in it
+  return m;
+}
+
 class NcclCommunicator final : public Communicator {
  public:
   explicit NcclCommunicator(std::vector<Device> devices)
@@ -66,15 +75,10 @@ class NcclCommunicator final : public Communicator {
       EMBER_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
       cudaStream_t s = nullptr;
       EMBER_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
-      streams_.emplace_back(d, s);
+      streams_.emplace_back(d, s);  // never destroyed: Note [Communication streams]
     }
     comms_.resize(ids.size());
-    try {
-      EMBER_NCCL_CHECK(ncclCommInitAll(comms_.data(), static_cast<int>(ids.size()), ids.data()));
-    } catch (...) {
-      destroy_streams();
-      throw;
-    }
+    EMBER_NCCL_CHECK(ncclCommInitAll(comms_.data(), static_cast<int>(ids.size()), ids.data()));
   }
   ~NcclCommunicator() override {
     try {
@@ -82,10 +86,12 @@ class NcclCommunicator final : public Communicator {
     } catch (const std::exception& e) {
       detail::log_warning(std::string("NCCL communicator: ") + e.what());
     }
+    watchdog_.reset();  // joins its thread; nothing is in flight any more
   }
 
   void all_reduce(const std::vector<Tensor>& tensors) override {
     check_tensors("all_reduce", tensors);
+    check_same_sizes("all_reduce", tensors);
     const ncclDataType_t dt = nccl_dtype("all_reduce", tensors[0].dtype());
     collective("all_reduce", tensors, [&](size_t i, cudaStream_t s) {
       const Tensor& t = tensors[i];
@@ -95,6 +101,7 @@ class NcclCommunicator final : public Communicator {
   }
   void broadcast(const std::vector<Tensor>& tensors, int root) override {
     check_tensors("broadcast", tensors);
+    check_same_sizes("broadcast", tensors);
     check_root("broadcast", root);
     const ncclDataType_t dt = nccl_dtype("broadcast", tensors[0].dtype());
     collective("broadcast", tensors, [&](size_t i, cudaStream_t s) {
@@ -105,6 +112,7 @@ class NcclCommunicator final : public Communicator {
   }
   void reduce(const std::vector<Tensor>& tensors, int root) override {
     check_tensors("reduce", tensors);
+    check_same_sizes("reduce", tensors);
     check_root("reduce", root);
     const ncclDataType_t dt = nccl_dtype("reduce", tensors[0].dtype());
     collective("reduce", tensors, [&](size_t i, cudaStream_t s) {
@@ -116,6 +124,9 @@ class NcclCommunicator final : public Communicator {
   void all_gather(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs) override {
     check_tensors("all_gather", inputs);
     check_tensors("all_gather", outputs);
+    check_same_sizes("all_gather", inputs);
+    EMBER_CHECK(outputs[0].dtype() == inputs[0].dtype(), "all_gather: the outputs have dtype ", outputs[0].dtype(),
+                " but the inputs ", inputs[0].dtype());
     const ncclDataType_t dt = nccl_dtype("all_gather", inputs[0].dtype());
     for (size_t i = 0; i < outputs.size(); ++i)
       EMBER_CHECK(outputs[i].numel() == inputs[i].numel() * static_cast<int64_t>(size()), "all_gather: output ", i,
@@ -128,34 +139,33 @@ class NcclCommunicator final : public Communicator {
     });
   }
   void barrier() override {
+    check_usable("barrier");
     watchdog_->wait_all();
     for (const Device& d : devices()) cuda::current_stream(d.index()).synchronize();
   }
+  void check() override { watchdog_->check(); }
   void set_timeout(std::chrono::milliseconds timeout) override { watchdog_->set_timeout(timeout); }
   void shutdown() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (shut_down_) return;
-    shut_down_ = true;
-    // Let what is in flight finish (bounded by the timeout: the watchdog aborts a hung collective), then
-    // stop watching before the communicators go.
+    {
+      std::lock_guard<std::mutex> lock(launch_mutex());
+      if (shut_down_) return;
+      shut_down_ = true;  // no new collective from here on
+    }
+    // Let what is in flight finish, without holding the launch mutex: a hung collective is aborted by
+    // the watchdog within the timeout, and its abort needs that mutex.
     std::string failure;
     try {
       watchdog_->wait_all();
     } catch (const std::exception& e) {
       failure = e.what();
     }
-    watchdog_.reset();
+    std::lock_guard<std::mutex> lock(launch_mutex());
     for (ncclComm_t& c : comms_) {
-      if (c == nullptr) continue;
-      if (aborted_) {
-        // ncclCommAbort already freed it.
-      } else {
-        const ncclResult_t r = ncclCommDestroy(c);
-        if (r != ncclSuccess) detail::log_warning(std::string("ncclCommDestroy: ") + ncclGetErrorString(r));
-      }
+      if (c == nullptr) continue;  // aborted: ncclCommAbort freed it
+      const ncclResult_t r = ncclCommDestroy(c);
+      if (r != ncclSuccess) detail::log_warning(std::string("ncclCommDestroy: ") + ncclGetErrorString(r));
       c = nullptr;
     }
-    destroy_streams();
     if (!failure.empty()) detail::log_warning("NCCL communicator shut down after a failure: " + failure);
   }
 
@@ -169,15 +179,24 @@ class NcclCommunicator final : public Communicator {
     for (size_t i = 0; i < size(); ++i) s += (i ? ", " : "") + devices()[i].str();
     return s;
   }
+  // With launch_mutex() held, or before any collective.
+  void check_usable(const char* op) const {
+    EMBER_CHECK(!shut_down_, describe(op), ": the communicator was shut down (parallel::destroy_communicators)");
+    watchdog_->check();
+    EMBER_CHECK(!aborted_, describe(op), ": the communicator was aborted");
+  }
 
   // Runs one grouped collective on the communication streams (Note [Communication streams]).
   // `tensors` are those the collective reads or writes, tensors[i % size()] on devices()[i % size()].
   template <class F>
   void collective(const char* op, const std::vector<Tensor>& tensors, F&& per_device) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    EMBER_CHECK(!shut_down_, describe(op), ": the communicator was shut down (parallel::destroy_communicators)");
-    watchdog_->check();
     const size_t n = size();
+    // Everything that can fail for a reason of the caller's happens before NCCL is called: a collective
+    // that was launched is always watched.
+    for (size_t k = 0; k < tensors.size(); ++k) tensors[k].record_stream(streams_[k % n]);
+    auto done = std::make_shared<std::vector<cuda::Event>>(n);
+    std::lock_guard<std::mutex> lock(launch_mutex());
+    check_usable(op);
     std::vector<cuda::Stream> callers;
     for (size_t i = 0; i < n; ++i) {
       callers.push_back(cuda::current_stream(devices()[i].index()));
@@ -194,14 +213,20 @@ class NcclCommunicator final : public Communicator {
       throw;
     }
     EMBER_NCCL_CHECK(ncclGroupEnd());
-    auto done = std::make_shared<std::vector<cuda::Event>>(n);
-    for (size_t i = 0; i < n; ++i) {
-      (*done)[i].record(streams_[i]);
-      (*done)[i].block(callers[i]);
-    }
-    for (size_t k = 0; k < tensors.size(); ++k) tensors[k].record_stream(streams_[k % n]);
     std::vector<ncclComm_t> comms = comms_;
-    watchdog_->watch(describe(op), [done, comms]() {
+    std::string what = describe(op);
+    try {
+      for (size_t i = 0; i < n; ++i) {
+        (*done)[i].record(streams_[i]);
+        (*done)[i].block(callers[i]);
+      }
+    } catch (const std::exception& e) {
+      // The collective runs but cannot be followed: fail it through the watchdog (which aborts).
+      const std::string error = e.what();
+      watchdog_->watch(std::move(what), [error] { return CollectiveWatchdog::Poll{CollectiveWatchdog::State::Failed, error}; });
+      throw;
+    }
+    watchdog_->watch(std::move(what), [done, comms]() {
       for (ncclComm_t c : comms) {
         ncclResult_t async = ncclSuccess;
         const ncclResult_t r = ncclCommGetAsyncError(c, &async);
@@ -216,31 +241,24 @@ class NcclCommunicator final : public Communicator {
     });
   }
 
-  // Called once by the watchdog on a failure or timeout: NCCL's kernels exit, the streams drain.
+  // Called once by the watchdog on a failure or timeout (holding no lock of its own): waits for any
+  // launch in progress, then aborts; NCCL's kernels exit and the streams drain.
   void abort_comms() {
+    std::lock_guard<std::mutex> lock(launch_mutex());
     aborted_ = true;
-    for (ncclComm_t c : comms_) {
+    for (ncclComm_t& c : comms_) {
       if (c == nullptr) continue;
       const ncclResult_t r = ncclCommAbort(c);
       if (r != ncclSuccess) detail::log_warning(std::string("ncclCommAbort: ") + ncclGetErrorString(r));
+      c = nullptr;
     }
   }
 
-  void destroy_streams() {
-    for (const cuda::Stream& s : streams_) {
-      DeviceGuard guard(s.device());
-      const cudaError_t e = cudaStreamDestroy(static_cast<cudaStream_t>(s.handle()));
-      if (e != cudaSuccess) detail::log_warning(std::string("cudaStreamDestroy: ") + cudaGetErrorString(e));
-    }
-    streams_.clear();
-  }
-
-  std::mutex mutex_;
-  std::vector<ncclComm_t> comms_;
-  std::vector<cuda::Stream> streams_;
+  std::vector<ncclComm_t> comms_;      // guarded by launch_mutex()
+  std::vector<cuda::Stream> streams_;  // one per device, never destroyed
   std::unique_ptr<CollectiveWatchdog> watchdog_;
-  std::atomic<bool> aborted_{false};
-  bool shut_down_ = false;
+  bool aborted_ = false;               // guarded by launch_mutex()
+  bool shut_down_ = false;             // guarded by launch_mutex()
 };
 
 }  // namespace

@@ -328,11 +328,8 @@ class NcclBackendImpl final : public NcclBackend, public std::enable_shared_from
     // Nothing is in flight any more, so ncclCommAbort only frees local resources; unlike
     // ncclCommFinalize/Destroy it never waits for peers (PyTorch's shutdown does the same).
     abort_comm();
-    if (stream_ != nullptr) {
-      QuietDeviceGuard guard(device_);
-      EMBER_CUDA_WARN(cudaStreamDestroy(stream_));
-      stream_ = nullptr;
-    }
+    // The communication stream is never destroyed: the caching allocator keeps its handle (record_stream)
+    // for as long as the tensors a collective used live, and would record events on a destroyed stream.
   }
 
   // The work's outcome, polled once: Done when its end event completed; Failed on an NCCL error or

@@ -174,6 +174,12 @@ MaybeStream stream_of(const Node& node) {
   return cuda::Stream(node.device(), node.stream());
 }
 
+// A gradient made on one stream and used on another: the caching allocator must not hand its memory to
+// the producer's stream again before the user's work has run (PyTorch's InputBuffer records it too).
+void record_use(const Tensor& t, const MaybeStream& produced, const cuda::Stream& user) {
+  if (t.defined() && t.is_cuda() && produced && *produced != user && t.device() == user.device()) t.record_stream(user);
+}
+
 // Adds `grad` (produced on `ready`) into slot `i` of `buffer`, the inputs of `consumer`: summing
 // gradients that reach the same input, on the stream Note [Stream ordering in backward] picks.
 void accumulate_into(InputBuffer& buffer, const Node& consumer, size_t i, Tensor grad, const MaybeStream& ready) {
@@ -184,8 +190,11 @@ void accumulate_into(InputBuffer& buffer, const Node& consumer, size_t i, Tensor
     return;
   }
   const AccumulatePlan plan = plan_accumulate(grad.device(), buffer.ready[i], ready, stream_of(consumer));
+  NoGradGuard no_grad;
   if (plan.on) {
     apply_waits(plan.waits);
+    record_use(buffer.grads[i], buffer.ready[i], *plan.on);
+    record_use(grad, ready, *plan.on);
     cuda::StreamGuard guard(*plan.on);
     buffer.grads[i] = buffer.grads[i] + grad;
   } else {
@@ -242,6 +251,7 @@ void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>
         if (stream) {
           stream_guard.emplace(*stream);
           apply_waits(plan_inputs(stream, ready));
+          for (size_t i = 0; i < inputs.size() && i < ready.size(); ++i) record_use(inputs[i], ready[i], *stream);
           std::lock_guard<std::mutex> lock(task->mutex);
           if (std::find(task->used_streams.begin(), task->used_streams.end(), *stream) == task->used_streams.end())
             task->used_streams.push_back(*stream);
