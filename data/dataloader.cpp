@@ -1,6 +1,8 @@
 // DataLoader: epoch orders (whole or sharded), the prefetch thread, and host-to-device staging.
 #include "data/dataloader.h"
 
+#include <utility>
+
 #include "kernels/ops.h"
 #include "runtime/cuda/cuda.h"
 #include "runtime/cuda/stream.h"
@@ -43,6 +45,50 @@ int64_t DataLoader::num_batches() const {
 void DataLoader::set_epoch(int64_t epoch) {
   EMBER_CHECK(epoch >= 0, "DataLoader: set_epoch expects a non-negative epoch, got ", epoch);
   epoch_ = epoch;  // start_epoch() increments it first
+  resume_batch_ = 0;
+}
+
+StateValueMap DataLoader::state_dict() const {
+  return {{"epoch", epoch_},
+          {"batches", epoch_ == 0 ? int64_t{0} : next_batch_},
+          {"seed", static_cast<int64_t>(options_.seed())},
+          {"shuffle", options_.shuffle()},
+          {"num_examples", epoch_size_},
+          {"batch_size", options_.batch_size()},
+          {"drop_last", options_.drop_last()},
+          {"num_replicas", sampler_ ? sampler_->num_replicas() : int64_t{1}},
+          {"rank", sampler_ ? sampler_->rank() : int64_t{0}}};
+}
+
+void DataLoader::load_state_dict(const StateValueMap& state) {
+  StateReader r(state, "DataLoader::load_state_dict");
+  const int64_t epoch = r.integer("epoch");
+  const int64_t batches = r.integer("batches");
+  const StateValueMap mine = state_dict();
+  std::string mismatches;
+  for (const char* key : {"seed", "shuffle", "num_examples", "batch_size", "drop_last", "num_replicas", "rank"}) {
+    EMBER_CHECK(r.has(key), "DataLoader::load_state_dict: the entry '", key, "' is missing");
+    r.skip(key);
+    if (state.at(key) != mine.at(key))
+      mismatches += ::ember::detail::str_cat("\n  ", key, " is ", state_value_str(state.at(key)), " in the state but ",
+                                             state_value_str(mine.at(key)), " here");
+  }
+  r.finish("epoch, batches, seed, shuffle, num_examples, batch_size, drop_last, num_replicas and rank");
+  EMBER_CHECK(mismatches.empty(),
+              "DataLoader::load_state_dict: the state is of a loader that follows another data "
+              "order:",
+              mismatches);
+  EMBER_CHECK(epoch >= 0 && batches >= 0 && batches <= num_batches(), "DataLoader::load_state_dict: epoch ", epoch,
+              " and batches ", batches, " do not describe a position (an epoch has ", num_batches(), " batches)");
+  stop_worker();
+  if (epoch == 0 || batches == num_batches()) {
+    epoch_ = epoch;
+    resume_batch_ = 0;
+  } else {
+    epoch_ = epoch - 1;  // start_epoch() increments it first
+    resume_batch_ = batches;
+  }
+  next_batch_ = 0;
 }
 
 // `epoch` counts from 1 (the epoch() after begin()); samplers and epoch_permutation count from 0.
@@ -104,12 +150,13 @@ void DataLoader::start_epoch() {
   stop_worker();
   ++epoch_;
   order_ = epoch_order(epoch_);
-  next_batch_ = 0;
+  next_batch_ = std::exchange(resume_batch_, 0);
   produced_ = 0;
   if (options_.prefetch() == 0) return;
   const int64_t total = num_batches();
-  worker_ = std::thread([this, total] {
-    for (int64_t b = 0; b < total; ++b) {
+  const int64_t first = next_batch_;
+  worker_ = std::thread([this, first, total] {
+    for (int64_t b = first; b < total; ++b) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
         cv_.wait(lock, [&] { return stop_ || static_cast<int64_t>(ready_.size()) < options_.prefetch(); });

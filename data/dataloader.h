@@ -15,6 +15,7 @@
 
 #include "data/dataset.h"
 #include "data/distributed_sampler.h"
+#include "nn/optim/state_dict.h"
 #include "nn/options.h"
 
 namespace ember::data {
@@ -61,6 +62,17 @@ class DataLoader {
   // epoch + 1), e.g. when resuming; later begin()s go on from there. Without it, the k-th begin() starts
   // epoch k - 1.
   void set_epoch(int64_t epoch);
+
+  // The data order, for a training checkpoint (Note [Training checkpoints]; torchdata's StatefulDataLoader
+  // does the same): "epoch" (epochs started) and "batches" (batches of that epoch handed out, the one the
+  // loop body holds included: a state taken in the body after its step resumes with the next batch) say
+  // where the loader is; "seed", "shuffle", "num_examples", "batch_size", "drop_last", "num_replicas" and
+  // "rank" which order it follows (each epoch's order is a function of seed and epoch).
+  StateValueMap state_dict() const;
+  // Goes on from a state_dict(): the next begin() continues the epoch the state was taken in from its next
+  // batch, or starts the following epoch when that one was finished. Throws ember::Error, changing nothing,
+  // when the state is of a loader that follows another order (each differing entry is named).
+  void load_state_dict(const StateValueMap& state);
   // The sampler that shards this loader's epochs, set to the latest epoch started (nullptr when not sharded).
   const DistributedSampler* sampler() const { return sampler_ ? &*sampler_ : nullptr; }
 
@@ -104,6 +116,7 @@ class DataLoader {
   int64_t epoch_ = 0;
   std::vector<int64_t> order_;
   int64_t next_batch_ = 0;  // next batch index handed out by next()
+  int64_t resume_batch_ = 0;  // where the next epoch starts (load_state_dict in the middle of an epoch)
 
   // Background producer state.
   std::thread worker_;

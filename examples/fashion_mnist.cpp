@@ -1,18 +1,30 @@
 // fashion_mnist: trains an MLP or a small CNN on Fashion-MNIST with ember, from the command line: on one
 // device, with DataParallel over several, or with DistributedDataParallel over processes (--ddp, mpirun).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <sstream>
+#include <system_error>
 
 #include <ember.h>
+#include <nn/safetensors.h>  // safetensors::hooks, for the EMBER_TEST_KILL_DURING_SAVE test hook
 
 using namespace ember;
 using Clock = std::chrono::steady_clock;
@@ -137,6 +149,14 @@ std::shared_ptr<data::TensorDataset> first_examples(std::shared_ptr<data::MnistD
   return std::make_shared<data::TensorDataset>(ds->data().narrow(0, 0, limit), ds->targets().narrow(0, 0, limit));
 }
 
+// The shortest text that reads back as exactly `v` (so that metrics of two runs compare exactly).
+std::string json_num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::string("null");
+}
+
 std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -155,11 +175,105 @@ struct Config {
   std::string device = "cpu";
   std::string data_dir = data::MnistDataset::kDebianFashionRoot;
   uint64_t seed = 0;
-  std::string metrics_json, save_path, resume_path;
+  std::string metrics_json, save_path, resume_path, checkpoint_dir;
   double weight_decay = -1;
   bool ddp = false;
   int64_t limit = 0;  // 0: every image
 };
+
+// Note [fashion_mnist checkpoints]
+// With --checkpoint-dir DIR, rank 0 writes DIR/checkpoint-<epoch>.safetensors after each epoch's evaluation
+// (nn::save_checkpoint, atomic: Note [Training checkpoints]): model, optimizer and schedule state, epoch and
+// step, the generators' states, the data loader's position, and in `extra` the settings that shape the run
+// and the per-epoch history. --resume DIR continues from the newest checkpoint there (--resume FILE from that
+// checkpoint; a model file written by --save still only loads the weights). The settings must match
+// (--model, --optimizer, --lr, --weight-decay, --batch-size, --epochs, --seed, --limit, the number of
+// ranks): then on the CPU a resumed run ends with exactly the weights, losses and accuracy of an
+// uninterrupted one. Under --ddp every rank's generators are seeded with seed + rank and advance alike
+// (same ops on equal shards), so rank r resumes from rank 0's saved offsets with its own seed.
+// Test hooks (fault injection; tests/examples use them): EMBER_TEST_KILL_AFTER_EPOCH=k sends the process
+// SIGKILL right after epoch k's checkpoint is written; EMBER_TEST_KILL_DURING_SAVE=k sends it while epoch
+// k's checkpoint is half-written, which must leave epoch k - 1's intact.
+
+// The settings a checkpoint must share with the run that resumes it, as text (doubles exactly).
+std::map<std::string, std::string> run_settings(const Config& cfg, double lr, double wd, int world) {
+  auto exact = [](double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return std::string(buf);
+  };
+  return {{"model", cfg.model},
+          {"optimizer", cfg.optimizer},
+          {"lr", exact(lr)},
+          {"weight_decay", exact(wd)},
+          {"batch_size", std::to_string(cfg.batch_size)},
+          {"epochs", std::to_string(cfg.epochs)},
+          {"seed", std::to_string(cfg.seed)},
+          {"limit", std::to_string(cfg.limit)},
+          {"ranks", std::to_string(world)}};
+}
+
+const char* option_of(const std::string& setting) {
+  static const std::map<std::string, const char*> flags = {{"model", "--model"},
+                                                           {"optimizer", "--optimizer"},
+                                                           {"lr", "--lr"},
+                                                           {"weight_decay", "--weight-decay"},
+                                                           {"batch_size", "--batch-size"},
+                                                           {"epochs", "--epochs"},
+                                                           {"seed", "--seed"},
+                                                           {"limit", "--limit"},
+                                                           {"ranks", "ranks (mpirun -np)"}};
+  auto it = flags.find(setting);
+  return it == flags.end() ? "?" : it->second;
+}
+
+struct EpochRecord {
+  double test_accuracy = 0, train_loss = 0, test_loss = 0;
+};
+
+// The per-epoch history as text, exactly ("acc train test,acc train test,..."), and back.
+std::string history_text(const std::vector<EpochRecord>& history) {
+  std::string out;
+  char buf[96];
+  for (const EpochRecord& e : history) {
+    std::snprintf(buf, sizeof buf, "%s%.17g %.17g %.17g", out.empty() ? "" : ",", e.test_accuracy, e.train_loss,
+                  e.test_loss);
+    out += buf;
+  }
+  return out;
+}
+
+std::vector<EpochRecord> parse_history(const std::string& text) {
+  std::vector<EpochRecord> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    EpochRecord e;
+    EMBER_CHECK(std::sscanf(item.c_str(), "%lf %lf %lf", &e.test_accuracy, &e.train_loss, &e.test_loss) == 3,
+                "--resume: the checkpoint's history entry \"", item, "\" is not three numbers");
+    out.push_back(e);
+  }
+  return out;
+}
+
+// A generator state (Note [Generator state]) with another seed: the first 8 bytes, little-endian.
+Tensor with_seed(const Tensor& state, uint64_t seed) {
+  Tensor t = state.cpu().clone();
+  auto* bytes = static_cast<uint8_t*>(t.raw_data());
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<uint8_t>(seed >> (8 * i));
+  return t;
+}
+
+int env_int(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : -1;
+}
+
+// EMBER_TEST_KILL_DURING_SAVE: SIGKILL once at least half of the checkpoint is in its temporary file (at
+// the latest when all of it is, before fsync and rename).
+void kill_during_save(const std::string&, uint64_t written, uint64_t total) {
+  if (written * 2 >= total) ::raise(SIGKILL);
+}
 
 // Note [fashion_mnist --ddp]
 // One process per rank (mpirun -np N; a world of one without a launcher), each on its own device: the CPU,
@@ -178,9 +292,33 @@ int train(Model model, const Config& cfg, const std::vector<Device>& devices,
   manual_seed(cfg.seed + static_cast<uint64_t>(rank));
   const Device device = devices[0];
   model->to(device);
-  if (!cfg.resume_path.empty()) {
-    nn::load(model, cfg.resume_path);
-    if (main_rank) std::printf("resumed from %s\n", cfg.resume_path.c_str());
+  // The optimizer's settings (defaults per optimizer).
+  const double lr = cfg.lr > 0 ? cfg.lr : cfg.optimizer == "sgd" ? 0.05 : 2e-3;
+  const double wd = cfg.weight_decay >= 0 ? cfg.weight_decay : cfg.optimizer == "sgd" ? 5e-4 : 1e-2;
+  const std::map<std::string, std::string> settings = run_settings(cfg, lr, wd, world);
+  std::optional<nn::Checkpoint> resume;
+  std::string resume_file = cfg.resume_path;
+  if (!resume_file.empty()) {
+    if (std::filesystem::is_directory(resume_file)) resume_file = nn::latest_checkpoint(resume_file);
+    if (nn::is_checkpoint(resume_file)) {
+      resume = nn::load_checkpoint(resume_file);
+      std::string mismatches;
+      for (const auto& [key, value] : settings) {
+        auto it = resume->extra.find(key);
+        const std::string saved = it == resume->extra.end() ? "(none)" : it->second;
+        if (saved != value)
+          mismatches += "\n  " + std::string(option_of(key)) + ": " + saved + " in the checkpoint, " + value + " now";
+      }
+      EMBER_CHECK(mismatches.empty(), "--resume: ", resume_file,
+                  " was written by a run with other settings; "
+                  "resume with the same ones:",
+                  mismatches);
+      model->load_state_dict(resume->model);
+    } else {
+      nn::load(model, resume_file);  // a model file (--save): the weights only
+      if (main_rank)
+        std::printf("loaded the weights of %s (a model file: training starts at epoch 1)\n", resume_file.c_str());
+    }
   }
   // Several devices: the module stays on the first; each step scatters the batch over all of them.
   using Impl = typename Model::ContainedType;
@@ -218,20 +356,52 @@ int train(Model model, const Config& cfg, const std::vector<Device>& devices,
   }
 
   std::unique_ptr<optim::Optimizer> opt;
-  double lr = cfg.lr;
   if (cfg.optimizer == "sgd") {
-    if (lr < 0) lr = 0.05;
-    const double wd = cfg.weight_decay < 0 ? 5e-4 : cfg.weight_decay;
     opt = std::make_unique<optim::SGD>(model->parameters(),
                                        optim::SGDOptions(lr).momentum(0.9).nesterov(true).weight_decay(wd));
   } else {
-    if (lr < 0) lr = 2e-3;
-    const double wd = cfg.weight_decay < 0 ? 1e-2 : cfg.weight_decay;
     opt = std::make_unique<optim::AdamW>(model->parameters(), optim::AdamWOptions(lr).weight_decay(wd));
   }
   const int64_t steps_per_epoch = train_loader.num_batches();
   // Cosine decay over the whole run, stepped per batch.
   optim::CosineAnnealingLR schedule(*opt, steps_per_epoch * cfg.epochs);
+
+  int first_epoch = 1;
+  int64_t step = 0;
+  std::vector<EpochRecord> history;
+  if (resume) {
+    EMBER_CHECK(resume->optimizer && resume->scheduler, "--resume: ", resume_file,
+                " holds no optimizer or schedule state");
+    opt->load_state_dict(*resume->optimizer);
+    schedule.load_state_dict(*resume->scheduler);
+    // Rank 0's loader state; every rank stands at the same batch of its own shard.
+    StateValueMap data_state = resume->data;
+    if (pg) data_state["rank"] = static_cast<int64_t>(rank);
+    train_loader.load_state_dict(data_state);
+    // This rank's generators: the saved ones, with this rank's seed (Note [fashion_mnist checkpoints]).
+    const uint64_t my_seed = cfg.seed + static_cast<uint64_t>(rank);
+    set_rng_state(with_seed(resume->rng.cpu, my_seed));
+    if (device.is_cuda()) {
+      if (pg) {
+        const int saved_device = std::stoi(resume->extra.at("rng_device"));
+        EMBER_CHECK(saved_device >= 0 && static_cast<size_t>(saved_device) < resume->rng.cuda.size(),
+                    "--resume: ", resume_file, " holds no generator state of the GPU rank 0 trained on");
+        cuda::set_rng_state(with_seed(resume->rng.cuda[static_cast<size_t>(saved_device)], my_seed), device.index());
+      } else {
+        RngStates states = resume->rng;
+        states.cpu = Tensor();
+        set_all_rng_states(states);
+      }
+    }
+    first_epoch = static_cast<int>(resume->epoch) + 1;
+    step = resume->step;
+    if (auto it = resume->extra.find("history"); it != resume->extra.end()) history = parse_history(it->second);
+    if (main_rank)
+      std::printf("resumed from %s: epoch %lld of %d done, %lld steps\n", resume_file.c_str(),
+                  static_cast<long long>(resume->epoch), cfg.epochs, static_cast<long long>(step));
+  }
+  const int kill_after_epoch = env_int("EMBER_TEST_KILL_AFTER_EPOCH");
+  const int kill_during_save_epoch = env_int("EMBER_TEST_KILL_DURING_SAVE");
 
   int64_t n_params = 0;
   for (const Tensor& p : model->parameters()) n_params += p.numel();
@@ -243,11 +413,12 @@ int train(Model model, const Config& cfg, const std::vector<Device>& devices,
     std::cout << *model.ptr() << "\n";
   }
 
-  double final_train_loss = 0, train_seconds = 0, last_accuracy = 0, last_test_loss = 0;
+  double final_train_loss = history.empty() ? 0 : history.back().train_loss, train_seconds = 0;
+  double last_accuracy = history.empty() ? 0 : history.back().test_accuracy;
+  double last_test_loss = history.empty() ? 0 : history.back().test_loss;
   int64_t images_trained = 0;
-  std::vector<std::pair<double, double>> history;  // (accuracy, train loss) per epoch
   const auto t_start = Clock::now();
-  for (int epoch = 1; epoch <= cfg.epochs; ++epoch) {
+  for (int epoch = first_epoch; epoch <= cfg.epochs; ++epoch) {
     // Every rank trains on as many images (the shards are padded to equal length): `done` counts them all.
     const int64_t epoch_images = train_loader.num_examples() * world;
     Progress progress(epoch, cfg.epochs, epoch_images, world > 1);
@@ -261,6 +432,7 @@ int train(Model model, const Config& cfg, const std::vector<Device>& devices,
       loss.backward();
       opt->step();
       schedule.step();
+      ++step;
       const double l = loss.item<double>();
       epoch_loss_sum += l;
       loss_ema = batches == 0 ? l : 0.98 * loss_ema + 0.02 * l;
@@ -285,12 +457,31 @@ int train(Model model, const Config& cfg, const std::vector<Device>& devices,
     const EvalResult r = evaluate(model, test_loader, pg.get());
     last_accuracy = r.accuracy;
     last_test_loss = r.loss;
-    history.emplace_back(r.accuracy, final_train_loss);
+    history.push_back({r.accuracy, final_train_loss, r.loss});
     if (main_rank) {
       std::printf("epoch %d/%d: train loss %.4f, test loss %.4f, test accuracy %.2f%% (%.1f s, %.0f img/s)\n",
                   epoch, cfg.epochs, final_train_loss, r.loss, 100 * r.accuracy, epoch_seconds,
                   static_cast<double>(done) / epoch_seconds);
       std::fflush(stdout);
+    }
+    if (main_rank && !cfg.checkpoint_dir.empty()) {
+      nn::Checkpoint ck;
+      ck.model = model->state_dict();
+      ck.optimizer = opt->state_dict();
+      ck.scheduler = schedule.state_dict();
+      ck.data = train_loader.state_dict();
+      ck.epoch = epoch;
+      ck.step = step;
+      ck.rng = get_all_rng_states();
+      ck.extra = settings;
+      ck.extra["history"] = history_text(history);
+      ck.extra["rng_device"] = std::to_string(device.is_cuda() ? device.index() : -1);
+      const std::string path = nn::checkpoint_path(cfg.checkpoint_dir, epoch);
+      if (epoch == kill_during_save_epoch) safetensors::hooks::set_save_progress_hook(&kill_during_save);
+      nn::save_checkpoint(path, ck);
+      std::printf("checkpoint: %s\n", path.c_str());
+      std::fflush(stdout);
+      if (epoch == kill_after_epoch) ::raise(SIGKILL);
     }
   }
   const double total_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
@@ -309,21 +500,21 @@ int train(Model model, const Config& cfg, const std::vector<Device>& devices,
   if (!cfg.metrics_json.empty()) {
     std::ofstream out(cfg.metrics_json);
     EMBER_CHECK(out.good(), "fashion_mnist: cannot write --metrics-json file ", cfg.metrics_json);
-    out << std::setprecision(6) << "{\n"
-        << "  \"test_accuracy\": " << last_accuracy << ",\n"
-        << "  \"test_loss\": " << last_test_loss << ",\n"
-        << "  \"final_train_loss\": " << final_train_loss << ",\n"
+    out << "{\n"
+        << "  \"test_accuracy\": " << json_num(last_accuracy) << ",\n"
+        << "  \"test_loss\": " << json_num(last_test_loss) << ",\n"
+        << "  \"final_train_loss\": " << json_num(final_train_loss) << ",\n"
         << "  \"epochs\": " << cfg.epochs << ",\n"
-        << "  \"train_images_per_sec\": " << images_per_sec << ",\n"
-        << "  \"train_seconds\": " << train_seconds << ",\n"
-        << "  \"total_seconds\": " << total_seconds << ",\n"
+        << "  \"train_images_per_sec\": " << json_num(images_per_sec) << ",\n"
+        << "  \"train_seconds\": " << json_num(train_seconds) << ",\n"
+        << "  \"total_seconds\": " << json_num(total_seconds) << ",\n"
         << "  \"device\": \"" << json_escape(cfg.device) << "\",\n"
         << "  \"devices\": " << devices.size() << ",\n"
         << "  \"ranks\": " << world << ",\n"
         << "  \"ddp\": " << (pg ? "true" : "false") << ",\n"
         << "  \"model\": \"" << json_escape(cfg.model) << "\",\n"
         << "  \"optimizer\": \"" << json_escape(cfg.optimizer) << "\",\n"
-        << "  \"lr\": " << lr << ",\n"
+        << "  \"lr\": " << json_num(lr) << ",\n"
         << "  \"batch_size\": " << cfg.batch_size << ",\n"
         << "  \"global_batch_size\": " << cfg.batch_size * world << ",\n"
         << "  \"train_images\": " << train_set->size() << ",\n"
@@ -331,8 +522,9 @@ int train(Model model, const Config& cfg, const std::vector<Device>& devices,
         << "  \"seed\": " << cfg.seed << ",\n"
         << "  \"history\": [";
     for (size_t i = 0; i < history.size(); ++i)
-      out << (i ? ", " : "") << "{\"epoch\": " << i + 1 << ", \"test_accuracy\": " << history[i].first
-          << ", \"train_loss\": " << history[i].second << "}";
+      out << (i ? ", " : "") << "{\"epoch\": " << i + 1 << ", \"test_accuracy\": " << json_num(history[i].test_accuracy)
+          << ", \"train_loss\": " << json_num(history[i].train_loss)
+          << ", \"test_loss\": " << json_num(history[i].test_loss) << "}";
     out << "]\n}\n";
     EMBER_CHECK(out.good(), "fashion_mnist: failed writing ", cfg.metrics_json);
   }
@@ -351,34 +543,161 @@ std::vector<Device> parse_devices(const std::string& spec) {
   return out;
 }
 
+// Command-line checks that say what is wanted (CLI11's PositiveNumber printed the type's whole range, ending
+// in a 300-digit number, and said 0 was not in a range starting at 0). CLI11 prefixes the option's name.
+// Each parses the text itself, so that a word where a number belongs gets the same plain message.
+CLI::Validator integer_at_least(long long min, const std::string& what) {
+  const std::string tag = min > 0 ? "POSITIVE" : "NONNEGATIVE";
+  return CLI::Validator(
+      [min, what](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || v < min)
+          return "must be " + what + ", got " + (text.empty() ? "nothing" : text);
+        if (errno == ERANGE || v > INT32_MAX) return "must be at most 2147483647, got " + text;
+        return "";
+      },
+      tag);
+}
+
+CLI::Validator number_check(bool allow_zero, const std::string& what) {
+  return CLI::Validator(
+      [allow_zero, what](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || !std::isfinite(v) || v < 0 || (v == 0 && !allow_zero))
+          return "must be " + what + ", got " + (text.empty() ? "nothing" : text);
+        return "";
+      },
+      allow_zero ? "NONNEGATIVE" : "POSITIVE");
+}
+
+CLI::Validator seed_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        (void)std::strtoull(text.c_str(), &end, 10);
+        if (text.empty() || text[0] == '-' || *end != '\0' || errno == ERANGE)
+          return "must be an integer from 0 to 18446744073709551615, got " + (text.empty() ? "nothing" : text);
+        return "";
+      },
+      "");
+}
+
+// Note [Early checks of output paths]
+// A run that trains for an hour and then cannot write its model has wasted the hour. So before the data is
+// loaded every output is tried: a folder that does not exist (checkpoint folders are created), a path that is
+// a folder, or a folder where no file can be created (tried by creating and removing a file there: permission
+// bits alone say nothing to root, nor about read-only file systems) is reported with the option's name.
+std::string parent_folder(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
+void check_can_create_in(const std::string& option, const std::string& shown, const std::string& folder) {
+  std::error_code ec;
+  EMBER_CHECK(std::filesystem::exists(folder, ec), option, " ", shown, ": the folder '", folder, "' does not exist");
+  EMBER_CHECK(std::filesystem::is_directory(folder, ec), option, " ", shown, ": '", folder, "' is not a folder");
+  const std::string probe = folder + "/.fashion_mnist-write-test." + std::to_string(::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  EMBER_CHECK(fd >= 0, option, " ", shown, ": cannot create files in '", folder, "': ", std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+void check_output_file(const std::string& option, const std::string& path) {
+  if (path.empty()) return;
+  std::error_code ec;
+  EMBER_CHECK(!std::filesystem::is_directory(path, ec), option, " ", path, ": is a folder; give a file name");
+  check_can_create_in(option, path, parent_folder(path));
+  if (std::filesystem::exists(path, ec))
+    EMBER_CHECK(::access(path.c_str(), W_OK) == 0, option, " ", path,
+                ": the file is not writable: ", std::strerror(errno));
+}
+
+// Creates the checkpoint folder if needed and removes the temporary files of saves that a killed run left
+// (named <checkpoint>.tmp.<pid>.<random>, of a process that no longer exists).
+void prepare_checkpoint_dir(const std::string& dir, bool announce) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    EMBER_CHECK(!ec, "--checkpoint-dir ", dir, ": cannot create the folder: ", ec.message());
+  }
+  EMBER_CHECK(std::filesystem::is_directory(dir, ec), "--checkpoint-dir ", dir, ": is not a folder");
+  check_can_create_in("--checkpoint-dir", dir, dir);
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t tmp = name.find(".safetensors.tmp.");
+    if (name.rfind("checkpoint-", 0) != 0 || tmp == std::string::npos) continue;
+    const long pid = std::strtol(name.c_str() + tmp + std::strlen(".safetensors.tmp."), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::filesystem::remove(entry.path(), ec);
+    if (announce && !ec) std::printf("removed %s, left by an interrupted save\n", entry.path().c_str());
+  }
+}
+
+// --resume: a checkpoint folder (its newest checkpoint) or a file (a checkpoint, or a model file).
+void check_resume(const std::string& path) {
+  if (path.empty()) return;
+  std::error_code ec;
+  EMBER_CHECK(std::filesystem::exists(path, ec), "--resume ", path, ": no such file or folder");
+  if (std::filesystem::is_directory(path, ec)) {
+    EMBER_CHECK(!nn::latest_checkpoint(path).empty(), "--resume ", path,
+                ": the folder holds no checkpoint (checkpoint-<epoch>.safetensors, written by --checkpoint-dir)");
+  } else {
+    EMBER_CHECK(::access(path.c_str(), R_OK) == 0, "--resume ", path, ": cannot read it: ", std::strerror(errno));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Train an MLP or a small CNN on Fashion-MNIST with ember."};
   Config cfg;
   app.add_option("--model", cfg.model, "mlp or cnn")->check(CLI::IsMember({"mlp", "cnn"}))->capture_default_str();
-  app.add_option("--epochs", cfg.epochs, "passes over the training set")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--batch-size", cfg.batch_size, "images per step")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--lr", cfg.lr, "peak learning rate (default: 0.002 for adamw, 0.05 for sgd), cosine-decayed");
-  app.add_option("--weight-decay", cfg.weight_decay, "weight decay (default: 0.01 for adamw, 5e-4 for sgd)");
+  app.add_option("--epochs", cfg.epochs, "passes over the training set")
+      ->check(integer_at_least(1, "a positive integer"))
+      ->capture_default_str();
+  app.add_option("--batch-size", cfg.batch_size, "images per step")
+      ->check(integer_at_least(1, "a positive integer"))
+      ->capture_default_str();
+  app.add_option("--lr", cfg.lr, "peak learning rate (default: 0.002 for adamw, 0.05 for sgd), cosine-decayed")
+      ->check(number_check(false, "a positive number"));
+  app.add_option("--weight-decay", cfg.weight_decay, "weight decay (default: 0.01 for adamw, 5e-4 for sgd)")
+      ->check(number_check(true, "a number >= 0"));
   app.add_option("--optimizer", cfg.optimizer, "sgd or adamw")->check(CLI::IsMember({"sgd", "adamw"}))->capture_default_str();
   app.add_option("--device", cfg.device,
                  "cpu, cuda, cuda:1, or a comma-separated list (cuda:0,cuda:1 or cpu:0,cpu:1) for data parallelism")
       ->capture_default_str();
   app.add_option("--data", cfg.data_dir, "folder with the Fashion-MNIST IDX files")->capture_default_str();
-  app.add_option("--seed", cfg.seed, "random seed (initialisation, shuffling, dropout)")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "random seed (initialisation, shuffling, dropout)")
+      ->check(seed_check())
+      ->capture_default_str();
   app.add_option("--metrics-json", cfg.metrics_json, "write the final metrics to this JSON file");
   app.add_option("--save", cfg.save_path, "save the trained model (safetensors)");
-  app.add_option("--resume", cfg.resume_path, "start from a saved model (safetensors)");
+  app.add_option("--checkpoint-dir", cfg.checkpoint_dir,
+                 "write a training checkpoint (model, optimizer, schedule, data order, RNG) to this folder after "
+                 "every epoch: checkpoint-<epoch>.safetensors");
+  app.add_option("--resume", cfg.resume_path,
+                 "continue from the newest checkpoint in this folder (or from this checkpoint file) with the same "
+                 "settings; a model file written by --save loads its weights only");
   app.add_flag("--ddp", cfg.ddp,
                "DistributedDataParallel, one process per rank: run under mpirun -np N (a world of one without a "
                "launcher); each rank trains on its shard, so the global batch is N x --batch-size");
   app.add_option("--limit", cfg.limit, "use only the first N training and N test images (quick checks)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0, "an integer >= 0 (0: every image)"));
   CLI11_PARSE(app, argc, argv);
 
   try {
     std::vector<Device> devices = parse_devices(cfg.device);
+    // Before anything slow (Note [Early checks of output paths]).
+    check_output_file("--save", cfg.save_path);
+    check_output_file("--metrics-json", cfg.metrics_json);
+    prepare_checkpoint_dir(cfg.checkpoint_dir, true);
+    check_resume(cfg.resume_path);
     std::shared_ptr<distributed::ProcessGroup> pg;
     if (cfg.ddp) {
       EMBER_CHECK(devices.size() == 1, "--ddp runs one process per device and cannot be combined with a device list (",

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -320,6 +321,8 @@ void File::read(const TensorEntry& e, void* dst) const {
 
 namespace {
 
+std::atomic<hooks::SaveProgressHook> g_save_progress_hook{nullptr};
+
 [[noreturn]] void save_fail(const std::string& path, const std::string& problem) {
   EMBER_THROW("safetensors::save: '", path, "': ", problem);
 }
@@ -366,6 +369,8 @@ class TempFile {
       n -= static_cast<size_t>(w);
     }
   }
+
+  const std::string& path() const { return path_; }
 
   // fsync, close, rename over the target, fsync the directory so the rename itself is durable.
   void commit() {
@@ -462,11 +467,22 @@ void save(const std::string& path, const std::vector<TensorView>& tensors,
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(uint64_t{text.size()} >> (8 * i));
 
   TempFile tmp(path);
+  const hooks::SaveProgressHook hook = g_save_progress_hook.load();
+  const uint64_t total = 8 + text.size() + offset;
+  uint64_t written = 8 + text.size();
   tmp.write(len_bytes, 8);
   tmp.write(text.data(), text.size());
-  for (const TensorView* t : order)
+  if (hook) hook(tmp.path(), written, total);
+  for (const TensorView* t : order) {
     if (t->nbytes > 0) tmp.write(t->data, t->nbytes);
+    written += t->nbytes;
+    if (hook) hook(tmp.path(), written, total);
+  }
   tmp.commit();
 }
+
+namespace hooks {
+void set_save_progress_hook(SaveProgressHook hook) { g_save_progress_hook.store(hook); }
+}  // namespace hooks
 
 }  // namespace ember::safetensors

@@ -82,4 +82,13 @@ struct TensorView {
 void save(const std::string& path, const std::vector<TensorView>& tensors,
           const std::map<std::string, std::string>& metadata = {});
 
+namespace hooks {
+// Fault injection for tests: when set, save() calls the hook after the header and after each tensor's
+// bytes have gone to the temporary file (before fsync and rename), with the temporary file's path, the
+// bytes written so far and the file's total size. A test can stop or kill the process there (a crash
+// in the middle of a save). nullptr (the default) turns it off; set it before saving, not during.
+using SaveProgressHook = void (*)(const std::string& temp_path, uint64_t written, uint64_t total);
+void set_save_progress_hook(SaveProgressHook hook);
+}  // namespace hooks
+
 }  // namespace ember::safetensors

@@ -1,12 +1,17 @@
 // Module checkpoints as safetensors files with PyTorch's state_dict names: nn::save / nn::load.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 
 #include "nn/holder.h"
 #include "nn/module.h"
+#include "nn/optim/state_dict.h"
+#include "runtime/random.h"
 
 namespace ember::nn {
 
@@ -55,5 +60,48 @@ void load(const ModuleHolder<C>& module, const std::string& path, bool strict = 
 // Reads every tensor of a safetensors file, in the file's dtypes, onto `device`. Entries are in the
 // order their bytes lie in the file.
 StateDict load_state_dict(const std::string& path, Device device = Device::cpu());
+
+// Note [Training checkpoints]
+// A training checkpoint is everything a run needs to continue exactly where it stopped: the model's
+// state_dict, the optimizer's and the LR scheduler's (PyTorch's layouts, Note [State dicts of optimizers
+// and schedulers]), epoch and step counters, the random generators' states, the data order (a
+// DataLoader's state_dict: seed, epoch, batches taken) and any strings of the caller's own. It is one
+// safetensors file, written atomically like every save here (a temporary file in the same folder,
+// fsync, rename, fsync of the folder): a process killed in the middle of a save leaves the previous
+// file under the final name, complete, plus at most a "<name>.tmp.<pid>.<random>" file, which the
+// readers below ignore and which may be deleted. Layout:
+//   tensors   "model.<name>"                     the model's state_dict entries
+//             "optimizer.state.<index>.<name>"   per-parameter optimizer state ("step" a 0-dim F64)
+//             "rng.cpu", "rng.cuda.<i>"          generator states (Note [Generator state]), U8[16]
+//   metadata  "format": "pt", "ember.checkpoint": "1", "epoch", "step" (decimal integers),
+//             "optimizer.param_groups": JSON array of PyTorch's group dicts (options and "params"),
+//             "scheduler", "data": JSON objects of StateValues, "extra": JSON object of strings.
+// So safetensors.torch.load_file reads the tensors in Python, and json.loads the metadata. Absent
+// parts (no optimizer, no scheduler) are left out of the file and come back as std::nullopt.
+struct Checkpoint {
+  StateDict model{"checkpoint model"};
+  std::optional<optim::OptimizerStateDict> optimizer;
+  std::optional<optim::SchedulerStateDict> scheduler;
+  StateValueMap data;  // the data order: DataLoader::state_dict()
+  int64_t epoch = 0;   // the caller's counters: e.g. epochs completed and optimizer steps taken
+  int64_t step = 0;
+  RngStates rng;  // get_all_rng_states(); undefined/empty parts are not saved
+  std::map<std::string, std::string> extra;
+};
+
+// Writes `checkpoint` to `path` atomically (tensors on any device are copied to the host first).
+// Throws ember::Error naming the path and the problem; a failed save leaves an existing file as it was.
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+// Reads a checkpoint written by save_checkpoint, its tensors on `device`. Throws ember::Error naming the
+// path for a file that is not one (a module file written by nn::save says so) or is damaged.
+Checkpoint load_checkpoint(const std::string& path, Device device = Device::cpu());
+// Whether `path` is a readable safetensors file with the checkpoint metadata (false for a module file).
+bool is_checkpoint(const std::string& path);
+
+// A folder of numbered checkpoints: "<dir>/checkpoint-<number, at least 8 digits>.safetensors".
+std::string checkpoint_path(const std::string& dir, int64_t number);
+// The checkpoint_path in `dir` with the largest number, or "" when there is none (other files, such as
+// the temporary files of unfinished saves, are ignored). Throws when `dir` cannot be listed.
+std::string latest_checkpoint(const std::string& dir);
 
 }  // namespace ember::nn

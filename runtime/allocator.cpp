@@ -86,11 +86,41 @@ HostCache& host_cache() {
   return *cache;
 }
 
-void cpu_free(void*, void* ptr) { std::free(ptr); }
+// Bytes of live cpu_allocate blocks (rounded sizes; size classes for cached ones) and the cap on
+// them plus the cache (0: none).
+std::atomic<size_t> g_host_in_use{0};
+std::atomic<size_t> g_host_memory_limit{0};
+
+// Small blocks carry their rounded size as the deleter's context.
+void cpu_free(void* ctx, void* ptr) {
+  g_host_in_use.fetch_sub(reinterpret_cast<size_t>(ctx), std::memory_order_relaxed);
+  std::free(ptr);
+}
 
 void cached_free(void* ctx, void* ptr) {
   const auto cls = reinterpret_cast<size_t>(ctx);
+  g_host_in_use.fetch_sub(cls, std::memory_order_relaxed);
   if (!host_cache().keep(ptr, cls)) std::free(ptr);
+}
+
+// Counts `bytes` as in use, or throws when that would pass the cap (after emptying the cache, which
+// the cap counts too). Without a cap it only counts.
+void reserve_host_bytes(size_t bytes, size_t requested, Device device) {
+  const size_t limit = g_host_memory_limit.load(std::memory_order_relaxed);
+  if (limit == 0) {
+    g_host_in_use.fetch_add(bytes, std::memory_order_relaxed);
+    return;
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    size_t in_use = g_host_in_use.load(std::memory_order_relaxed);
+    while (in_use + bytes + host_cache_bytes() <= limit) {
+      if (g_host_in_use.compare_exchange_weak(in_use, in_use + bytes, std::memory_order_relaxed)) return;
+    }
+    if (attempt == 0) empty_host_cache();
+  }
+  EMBER_THROW("out of host memory: allocating ", requested, " bytes on ", device,
+              " would pass the host memory limit of ", limit, " bytes (", g_host_in_use.load(std::memory_order_relaxed),
+              " bytes in use; the limit is set by set_host_memory_limit)");
 }
 
 }  // namespace
@@ -115,6 +145,13 @@ void set_host_cache_limit(size_t bytes) {
 
 size_t host_cache_limit() { return host_cache().limit.load(std::memory_order_relaxed); }
 
+void set_host_memory_limit(size_t bytes) {
+  g_host_memory_limit.store(bytes, std::memory_order_relaxed);
+  if (bytes != 0 && host_memory_in_use() + host_cache_bytes() > bytes) empty_host_cache();
+}
+size_t host_memory_limit() { return g_host_memory_limit.load(std::memory_order_relaxed); }
+size_t host_memory_in_use() { return g_host_in_use.load(std::memory_order_relaxed); }
+
 namespace {
 std::atomic<uint64_t> g_host_allocations{0};
 }
@@ -127,18 +164,30 @@ DataPtr cpu_allocate(size_t nbytes, Device device) {
   g_host_allocations.fetch_add(1, std::memory_order_relaxed);
   const size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
   if (rounded < kCacheMinBytes || host_cache_limit() == 0) {
+    reserve_host_bytes(rounded, nbytes, device);
     void* p = std::aligned_alloc(kCpuAlignment, rounded);
-    EMBER_CHECK(p != nullptr, "out of host memory: failed to allocate ", nbytes, " bytes on ", device);
-    return DataPtr(p, nullptr, &cpu_free, device);
+    if (p == nullptr) {
+      g_host_in_use.fetch_sub(rounded, std::memory_order_relaxed);
+      EMBER_THROW("out of host memory: failed to allocate ", nbytes, " bytes on ", device);
+    }
+    return DataPtr(p, reinterpret_cast<void*>(rounded), &cpu_free, device);
   }
   const size_t cls = size_class(rounded);
-  void* p = host_cache().take(cls);
-  if (!p) p = std::aligned_alloc(kCpuAlignment, cls);
-  if (!p) {
-    empty_host_cache();
+  void* p = host_cache().take(cls);  // a cached block moves from the cache to in-use: the total stays
+  if (p) {
+    g_host_in_use.fetch_add(cls, std::memory_order_relaxed);
+  } else {
+    reserve_host_bytes(cls, nbytes, device);
     p = std::aligned_alloc(kCpuAlignment, cls);
+    if (!p) {
+      empty_host_cache();
+      p = std::aligned_alloc(kCpuAlignment, cls);
+    }
+    if (p == nullptr) {
+      g_host_in_use.fetch_sub(cls, std::memory_order_relaxed);
+      EMBER_THROW("out of host memory: failed to allocate ", nbytes, " bytes on ", device);
+    }
   }
-  EMBER_CHECK(p != nullptr, "out of host memory: failed to allocate ", nbytes, " bytes on ", device);
   return DataPtr(p, reinterpret_cast<void*>(cls), &cached_free, device);
 }
 

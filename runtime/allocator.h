@@ -71,6 +71,14 @@ size_t host_cache_bytes();
 void empty_host_cache();
 void set_host_cache_limit(size_t bytes);
 size_t host_cache_limit();
+// A cap on the host memory cpu_allocate holds (live tensors plus the cache above), for tests of
+// out-of-memory handling on machines without a GPU, as cuda::set_memory_limit does for a GPU: past it,
+// the cache is emptied and, if that is not enough, cpu_allocate throws ember::Error ("out of host
+// memory: ...", with the request, the bytes in use and the limit). 0 (the default) means no cap.
+// host_memory_in_use() is the bytes of live cpu_allocate blocks (as rounded), whatever the cap.
+void set_host_memory_limit(size_t bytes);
+size_t host_memory_limit();
+size_t host_memory_in_use();
 // Page-locked host memory (cudaHostAlloc), cached for reuse; throws without CUDA.
 DataPtr pinned_allocate(size_t nbytes, Device device = Device::cpu());
 // Whether `ptr` came from the pinned allocator.

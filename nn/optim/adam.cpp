@@ -5,6 +5,7 @@
 
 #include "kernels/optim.h"
 #include "runtime/autograd/grad_mode.h"
+#include "runtime/factory.h"
 
 namespace ember::optim {
 namespace {
@@ -23,7 +24,58 @@ void validate_adam_options(const char* name, const O& o) {
               " (must be >= 0)");
 }
 
+template <class O>
+StateValueMap adam_state_dict(const O& o) {
+  const auto [beta1, beta2] = o.betas();
+  return {{"lr", o.lr()},           {"betas", std::vector<double>{beta1, beta2}},
+          {"eps", o.eps()},         {"weight_decay", o.weight_decay()},
+          {"amsgrad", o.amsgrad()}, {"maximize", o.maximize()}};
+}
+
+template <class O>
+O adam_options_from(const StateValueMap& state, const char* name) {
+  StateReader r(state, ::ember::detail::str_cat(name, " options"));
+  O o(r.number("lr"));
+  const std::vector<double> betas = r.numbers("betas", 2);
+  o.betas({betas[0], betas[1]})
+      .eps(r.number("eps"))
+      .weight_decay(r.number("weight_decay"))
+      .amsgrad(r.boolean("amsgrad"))
+      .maximize(r.boolean("maximize"));
+  r.finish("lr, betas, eps, weight_decay, amsgrad, maximize and initial_lr");
+  return o;
+}
+
 }  // namespace
+
+StateValueMap AdamOptions::state_dict() const { return adam_state_dict(*this); }
+void AdamOptions::load_state_dict(const StateValueMap& state) { *this = adam_options_from<AdamOptions>(state, "Adam"); }
+StateValueMap AdamWOptions::state_dict() const { return adam_state_dict(*this); }
+void AdamWOptions::load_state_dict(const StateValueMap& state) {
+  *this = adam_options_from<AdamWOptions>(state, "AdamW");
+}
+
+std::map<std::string, Tensor> AdamParamState::state_dict() const {
+  std::map<std::string, Tensor> out;
+  out.emplace("step", full({}, static_cast<double>(step), kFloat64));
+  if (exp_avg.defined()) out.emplace("exp_avg", exp_avg);
+  if (exp_avg_sq.defined()) out.emplace("exp_avg_sq", exp_avg_sq);
+  if (max_exp_avg_sq.defined()) out.emplace("max_exp_avg_sq", max_exp_avg_sq);
+  return out;
+}
+
+void AdamParamState::load_state_dict(const std::map<std::string, Tensor>& state, const Tensor& param) {
+  detail::ParamStateReader r(state, param);
+  const int64_t s = r.step("step");
+  Tensor m = r.like_param("exp_avg", true);
+  Tensor v = r.like_param("exp_avg_sq", true);
+  Tensor v_max = r.like_param("max_exp_avg_sq", false);
+  r.finish("step, exp_avg, exp_avg_sq and max_exp_avg_sq");
+  step = s;
+  exp_avg = m;
+  exp_avg_sq = v;
+  max_exp_avg_sq = v_max;
+}
 
 AdamOptions::AdamOptions(double lr) : lr_(lr) {}
 void AdamOptions::validate() const { validate_adam_options("Adam", *this); }
@@ -41,6 +93,8 @@ std::unique_ptr<OptimizerParamState> AdamParamState::clone() const {
 }
 
 namespace detail {
+
+std::unique_ptr<OptimizerParamState> AdamBase::make_param_state() const { return std::make_unique<AdamParamState>(); }
 
 Tensor AdamBase::step(LossClosure closure) {
   Tensor loss;

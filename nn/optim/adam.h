@@ -27,6 +27,9 @@ class AdamOptions : public OptimizerOptions {
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<AdamOptions>(*this); }
   // lr, eps, weight_decay >= 0 and 0 <= beta < 1 for both betas.
   void validate() const override;
+  // {"lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"}.
+  StateValueMap state_dict() const override;
+  void load_state_dict(const StateValueMap& state) override;
 
   EMBER_ARG(Betas, betas) = Betas(0.9, 0.999);
   EMBER_ARG(double, eps) = 1e-8;
@@ -49,6 +52,8 @@ class AdamWOptions : public OptimizerOptions {
   }
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<AdamWOptions>(*this); }
   void validate() const override;
+  StateValueMap state_dict() const override;  // as AdamOptions'
+  void load_state_dict(const StateValueMap& state) override;
 
   EMBER_ARG(Betas, betas) = Betas(0.9, 0.999);
   EMBER_ARG(double, eps) = 1e-8;
@@ -65,6 +70,9 @@ struct AdamParamState : OptimizerParamState {
   Tensor exp_avg, exp_avg_sq;  // first and second moment estimates
   Tensor max_exp_avg_sq;       // amsgrad only
   std::unique_ptr<OptimizerParamState> clone() const override;
+  // {"step" (a 0-dim float64 tensor), "exp_avg", "exp_avg_sq", "max_exp_avg_sq" (amsgrad)}.
+  std::map<std::string, Tensor> state_dict() const override;
+  void load_state_dict(const std::map<std::string, Tensor>& state, const Tensor& param) override;
 };
 
 namespace detail {
@@ -75,6 +83,7 @@ class AdamBase : public Optimizer {
 
  protected:
   using Optimizer::Optimizer;
+  std::unique_ptr<OptimizerParamState> make_param_state() const override;
   // Group `index`'s options (validated) as the fused kernel's hyper-parameters.
   virtual AdamHyper group_hyper(size_t index) = 0;
 };

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <utility>
 
 #include "runtime/error.h"
 
@@ -55,6 +56,49 @@ void LRScheduler::step(int64_t epoch) {
   apply(closed_form_lr());
 }
 
+void LRScheduler::save_settings(StateValueMap&) const {}
+void LRScheduler::load_settings(StateReader&) {}
+
+SchedulerStateDict LRScheduler::state_dict() const {
+  SchedulerStateDict out;
+  out["base_lrs"] = base_lrs_;
+  out["last_epoch"] = last_epoch_;
+  out["_step_count"] = step_count_;
+  out["_last_lr"] = last_lr_;
+  save_settings(out);
+  return out;
+}
+
+void LRScheduler::load_state_dict(const SchedulerStateDict& state) {
+  const size_t groups = optimizer_.param_groups().size();
+  StateReader r(state, "LRScheduler::load_state_dict");
+  std::vector<double> base_lrs = r.numbers("base_lrs");
+  const int64_t last_epoch = r.integer("last_epoch");
+  const int64_t step_count = r.integer("_step_count");
+  std::vector<double> last_lr = r.numbers("_last_lr");
+  // Written by PyTorch; nothing here depends on them.
+  r.skip("verbose");
+  r.skip("_get_lr_called_within_step");
+  EMBER_CHECK(base_lrs.size() == groups, "LRScheduler::load_state_dict: base_lrs holds ", base_lrs.size(),
+              " learning rate(s) but the optimizer has ", groups, " param group(s)");
+  EMBER_CHECK(last_lr.size() == groups || last_lr.empty(), "LRScheduler::load_state_dict: _last_lr holds ",
+              last_lr.size(), " learning rate(s) but the optimizer has ", groups, " param group(s)");
+  EMBER_CHECK(last_epoch >= -1, "LRScheduler::load_state_dict: last_epoch must be >= -1, got ", last_epoch);
+  EMBER_CHECK(step_count >= 0, "LRScheduler::load_state_dict: _step_count must be >= 0, got ", step_count);
+  std::string expected = "base_lrs, last_epoch, _step_count, _last_lr";
+  for (const std::string& name : settings_names()) {
+    r.skip(name);  // read below; marked here so that finish() checks for unknown keys first
+    expected += ", " + name;
+  }
+  r.finish(expected);
+  StateReader settings(state, "LRScheduler::load_state_dict");
+  load_settings(settings);
+  base_lrs_ = std::move(base_lrs);
+  last_epoch_ = last_epoch;
+  step_count_ = step_count;
+  last_lr_ = std::move(last_lr);
+}
+
 // ---- StepLR -------------------------------------------------------------------------------------
 
 StepLR::StepLR(Optimizer& optimizer, int64_t step_size, double gamma, int64_t last_epoch)
@@ -68,6 +112,19 @@ std::vector<double> StepLR::get_lr() {
   if (last_epoch_ == 0 || last_epoch_ % step_size_ != 0) return lrs;
   for (double& lr : lrs) lr *= gamma_;
   return lrs;
+}
+
+void StepLR::save_settings(StateValueMap& state) const {
+  state["step_size"] = step_size_;
+  state["gamma"] = gamma_;
+}
+
+void StepLR::load_settings(StateReader& reader) {
+  const int64_t step_size = reader.integer("step_size");
+  const double gamma = reader.number("gamma");
+  EMBER_CHECK(step_size > 0, "StepLR::load_state_dict: step_size must be positive, got ", step_size);
+  step_size_ = step_size;
+  gamma_ = gamma;
 }
 
 std::vector<double> StepLR::closed_form_lr() {
@@ -101,6 +158,19 @@ std::vector<double> CosineAnnealingLR::get_lr() {
   for (double& lr : lrs)
     lr = (1 + std::cos(pi * e / T)) / (1 + std::cos(pi * (e - 1) / T)) * (lr - eta_min_) + eta_min_;
   return lrs;
+}
+
+void CosineAnnealingLR::save_settings(StateValueMap& state) const {
+  state["T_max"] = T_max_;
+  state["eta_min"] = eta_min_;
+}
+
+void CosineAnnealingLR::load_settings(StateReader& reader) {
+  const int64_t T_max = reader.integer("T_max");
+  const double eta_min = reader.number("eta_min");
+  EMBER_CHECK(T_max > 0, "CosineAnnealingLR::load_state_dict: T_max must be positive, got ", T_max);
+  T_max_ = T_max;
+  eta_min_ = eta_min;
 }
 
 std::vector<double> CosineAnnealingLR::closed_form_lr() {

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "nn/optim/optimizer.h"
+#include "nn/optim/state_dict.h"
 
 namespace ember::optim {
 
@@ -33,6 +35,14 @@ class LRScheduler {
   int64_t last_epoch() const { return last_epoch_; }
   Optimizer& optimizer() { return optimizer_; }
 
+  // PyTorch's scheduler.state_dict(): {"base_lrs", "last_epoch", "_step_count", "_last_lr"} and the
+  // schedule's own settings ("step_size" and "gamma"; "T_max" and "eta_min"). load_state_dict restores
+  // them all (PyTorch's __dict__.update: the saved settings replace the constructor's), not the
+  // optimizer's lrs, which the optimizer's own state_dict holds. Throws ember::Error, changing nothing,
+  // on a missing, mistyped or unknown entry or base_lrs of another number of param groups.
+  SchedulerStateDict state_dict() const;
+  void load_state_dict(const SchedulerStateDict& state);
+
  protected:
   // Derived constructors call initial_step() once their own members are set (a base constructor
   // cannot reach the derived get_lr()).
@@ -45,6 +55,13 @@ class LRScheduler {
   virtual std::vector<double> closed_form_lr() = 0;
   // The groups' current lrs.
   std::vector<double> current_lrs() const;
+  // A schedule's own settings in state_dict() and back. load_settings reads and checks every value
+  // before it assigns any; settings_names() lists what it reads (every other key is unexpected). The
+  // defaults save and load nothing (a schedule of one's own whose settings are all constructor
+  // arguments needs no more).
+  virtual void save_settings(StateValueMap& state) const;
+  virtual void load_settings(StateReader& reader);
+  virtual std::vector<std::string> settings_names() const { return {}; }
 
   Optimizer& optimizer_;
   std::vector<double> base_lrs_;
@@ -64,6 +81,9 @@ class StepLR : public LRScheduler {
  protected:
   std::vector<double> get_lr() override;
   std::vector<double> closed_form_lr() override;
+  void save_settings(StateValueMap& state) const override;
+  void load_settings(StateReader& reader) override;
+  std::vector<std::string> settings_names() const override { return {"step_size", "gamma"}; }
 
  private:
   int64_t step_size_;
@@ -79,6 +99,9 @@ class CosineAnnealingLR : public LRScheduler {
  protected:
   std::vector<double> get_lr() override;
   std::vector<double> closed_form_lr() override;
+  void save_settings(StateValueMap& state) const override;
+  void load_settings(StateReader& reader) override;
+  std::vector<std::string> settings_names() const override { return {"T_max", "eta_min"}; }
 
  private:
   int64_t T_max_;

@@ -1,6 +1,7 @@
 // optim::Optimizer: param groups, option checks, per-parameter state and zero_grad.
 #include "nn/optim/optimizer.h"
 
+#include <cmath>
 #include <typeinfo>
 #include <unordered_set>
 #include <utility>
@@ -9,6 +10,29 @@
 #include "runtime/autograd/grad_mode.h"
 
 namespace ember::optim {
+
+// ---- state-dict defaults ------------------------------------------------------------------------
+
+StateValueMap OptimizerOptions::state_dict() const {
+  EMBER_THROW("optimizer options of type ", typeid(*this).name(),
+              " do not support state_dict(): override OptimizerOptions::state_dict() and load_state_dict()");
+}
+
+void OptimizerOptions::load_state_dict(const StateValueMap&) {
+  EMBER_THROW("optimizer options of type ", typeid(*this).name(),
+              " do not support load_state_dict(): override OptimizerOptions::state_dict() and load_state_dict()");
+}
+
+std::map<std::string, Tensor> OptimizerParamState::state_dict() const {
+  EMBER_THROW("optimizer state of type ", typeid(*this).name(),
+              " does not support state_dict(): override OptimizerParamState::state_dict() and load_state_dict()");
+}
+
+void OptimizerParamState::load_state_dict(const std::map<std::string, Tensor>&, const Tensor&) {
+  EMBER_THROW("optimizer state of type ", typeid(*this).name(),
+              " does not support load_state_dict(): override OptimizerParamState::state_dict() and "
+              "load_state_dict()");
+}
 
 // ---- OptimizerParamGroup ------------------------------------------------------------------------
 
@@ -110,6 +134,113 @@ OptimizerParamState* Optimizer::state(const Tensor& param) {
   return it == state_.end() ? nullptr : it->second.get();
 }
 
+std::unique_ptr<OptimizerParamState> Optimizer::make_param_state() const {
+  EMBER_THROW(name_, ": load_state_dict is not supported (override Optimizer::make_param_state)");
+}
+
+OptimizerStateDict Optimizer::state_dict() const {
+  OptimizerStateDict out;
+  int64_t index = 0;
+  for (const OptimizerParamGroup& group : param_groups_) {
+    ParamGroupState g;
+    g.options = group.options().state_dict();
+    if (group.initial_lr()) g.options["initial_lr"] = *group.initial_lr();
+    for (const Tensor& p : group.params()) {
+      g.params.push_back(index);
+      auto it = state_.find(p.impl());
+      if (it != state_.end() && it->second) {
+        std::map<std::string, Tensor> entries = it->second->state_dict();
+        if (!entries.empty()) out.state.emplace(index, std::move(entries));
+      }
+      ++index;
+    }
+    out.param_groups.push_back(std::move(g));
+  }
+  return out;
+}
+
+namespace {
+// A copy of a saved state tensor for `param`, as PyTorch's load_state_dict casts it: floating-point
+// entries take the parameter's dtype and device, "step" stays as saved (on the host).
+Tensor state_tensor_for(const std::string& name, const Tensor& saved, const Tensor& param) {
+  Tensor t = saved.detach();
+  if (name == "step")
+    t = t.cpu();
+  else if (t.is_floating_point())
+    t = t.to(param.device(), param.dtype());
+  else
+    t = t.to(param.device());
+  if (t.is_alias_of(saved)) t = t.clone();
+  return t;
+}
+}  // namespace
+
+void Optimizer::load_state_dict(const OptimizerStateDict& sd) {
+  NoGradGuard no_grad;
+  const std::string who = name_ + ": load_state_dict";
+  EMBER_CHECK(sd.param_groups.size() == param_groups_.size(), who, ": the state dict has ", sd.param_groups.size(),
+              " param group(s) but the optimizer has ", param_groups_.size());
+
+  // The saved indices, group by group, name this optimizer's parameters in the same positions.
+  std::map<int64_t, Tensor> by_index;
+  std::vector<std::unique_ptr<OptimizerOptions>> options;
+  std::vector<std::optional<double>> initial_lrs;
+  for (size_t gi = 0; gi < param_groups_.size(); ++gi) {
+    const ParamGroupState& saved = sd.param_groups[gi];
+    const std::vector<Tensor>& params = param_groups_[gi].params();
+    EMBER_CHECK(saved.params.size() == params.size(), who, ": param group ", gi, " has ", saved.params.size(),
+                " parameter(s) in the state dict but ", params.size(), " in the optimizer");
+    for (size_t i = 0; i < params.size(); ++i) {
+      const int64_t index = saved.params[i];
+      EMBER_CHECK(index >= 0, who, ": param group ", gi, " lists the parameter index ", index, " (indices are >= 0)");
+      EMBER_CHECK(by_index.emplace(index, params[i]).second, who, ": the parameter index ", index,
+                  " appears more than once in the param groups");
+    }
+    StateValueMap entries = saved.options;
+    std::optional<double> initial_lr;
+    if (auto it = entries.find("initial_lr"); it != entries.end()) {
+      StateReader r(entries, ::ember::detail::str_cat(who, ": param group ", gi));
+      initial_lr = r.number("initial_lr");
+      entries.erase(it);
+    }
+    std::unique_ptr<OptimizerOptions> o = param_groups_[gi].options().clone();
+    try {
+      o->load_state_dict(entries);
+      o->validate();
+    } catch (const Error& e) {
+      EMBER_THROW(who, ": param group ", gi, ": ", e.what());
+    }
+    options.push_back(std::move(o));
+    initial_lrs.push_back(initial_lr);
+  }
+
+  StateMap state;
+  for (const auto& [index, entries] : sd.state) {
+    auto it = by_index.find(index);
+    EMBER_CHECK(it != by_index.end(), who, ": the state dict has state for parameter index ", index,
+                ", which no param group lists");
+    const Tensor& param = it->second;
+    std::map<std::string, Tensor> copies;
+    for (const auto& [name, t] : entries) {
+      EMBER_CHECK(t.defined(), who, ": the state entry '", name, "' of parameter ", index, " is undefined");
+      copies.emplace(name, state_tensor_for(name, t, param));
+    }
+    std::unique_ptr<OptimizerParamState> st = make_param_state();
+    try {
+      st->load_state_dict(copies, param);
+    } catch (const Error& e) {
+      EMBER_THROW(who, ": the state of parameter ", index, " (shape ", param.sizes(), "): ", e.what());
+    }
+    state.emplace(param.impl(), std::move(st));
+  }
+
+  for (size_t gi = 0; gi < param_groups_.size(); ++gi) {
+    param_groups_[gi].set_options(std::move(options[gi]));
+    param_groups_[gi].initial_lr() = initial_lrs[gi];
+  }
+  state_ = std::move(state);
+}
+
 void Optimizer::zero_grad(bool set_to_none) {
   NoGradGuard no_grad;
   for (OptimizerParamGroup& group : param_groups_) {
@@ -151,6 +282,44 @@ void Optimizer::match_state(Tensor& state, const Tensor& param, const char* what
   if (state.device() != param.device() || state.dtype() != param.dtype())
     state = state.to(param.device(), param.dtype());  // the module was moved after earlier steps
 }
+
+// ---- detail::ParamStateReader -------------------------------------------------------------------
+
+namespace detail {
+
+ParamStateReader::ParamStateReader(const std::map<std::string, Tensor>& state, const Tensor& param)
+    : state_(state), param_(param) {}
+
+Tensor ParamStateReader::tensor(const std::string& name, bool required) {
+  auto it = state_.find(name);
+  EMBER_CHECK(it != state_.end() || !required, "the entry '", name, "' is missing");
+  read_.insert(name);
+  return it == state_.end() ? Tensor() : it->second;
+}
+
+Tensor ParamStateReader::like_param(const std::string& name, bool required) {
+  Tensor t = tensor(name, required);
+  EMBER_CHECK(!t.defined() || t.sizes() == param_.sizes(), "'", name, "' has shape ", t.sizes(),
+              " but the parameter has shape ", param_.sizes());
+  return t;
+}
+
+int64_t ParamStateReader::step(const std::string& name) {
+  Tensor t = tensor(name, true);
+  EMBER_CHECK(t.numel() == 1, "'", name, "' should be a 0-dim tensor holding the step count, got shape ", t.sizes());
+  const double v = t.to(kFloat64).item<double>();
+  EMBER_CHECK(v >= 0 && v == std::floor(v) && v < 9.2e18, "'", name, "' should hold a whole number >= 0, got ", v);
+  return static_cast<int64_t>(v);
+}
+
+void ParamStateReader::finish(const std::string& expected) const {
+  std::string unknown;
+  for (const auto& [name, t] : state_)
+    if (!read_.count(name)) unknown += ::ember::detail::str_cat(unknown.empty() ? "" : ", ", "'", name, "'");
+  EMBER_CHECK(unknown.empty(), "unexpected entries ", unknown, " (expected ", expected, ")");
+}
+
+}  // namespace detail
 
 // ---- detail::ContiguousParams -------------------------------------------------------------------
 

@@ -3,13 +3,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "nn/optim/state_dict.h"
 #include "runtime/tensor.h"
 
 namespace ember::optim {
@@ -32,6 +35,12 @@ class OptimizerOptions {
   void set_lr(double lr) { this->lr(lr); }
   virtual std::unique_ptr<OptimizerOptions> clone() const = 0;
   virtual void validate() const = 0;
+  // The options as an entry of state_dict()["param_groups"], with PyTorch's keys ("lr", "momentum",
+  // "betas", ...), and back: load_state_dict reads every key it writes and throws ember::Error naming a
+  // missing, mistyped or unknown one (the optimizer loads into a copy, so a failed load changes nothing).
+  // Options of one's own optimizer override both; the defaults throw, saying so.
+  virtual StateValueMap state_dict() const;
+  virtual void load_state_dict(const StateValueMap& state);
 
  protected:
   OptimizerOptions() = default;
@@ -71,6 +80,13 @@ class OptimizerParamGroup {
 struct OptimizerParamState {
   virtual ~OptimizerParamState() = default;
   virtual std::unique_ptr<OptimizerParamState> clone() const = 0;
+  // The state under PyTorch's names ("momentum_buffer", "step", "exp_avg", ...): the tensors themselves,
+  // not copies. Entries not yet created are left out.
+  virtual std::map<std::string, Tensor> state_dict() const;
+  // Takes the tensors of `state` (copies, already moved to the parameter's device and floating-point
+  // dtype, except "step", which is as saved) for parameter `param`; throws ember::Error naming a missing,
+  // unknown or mis-shaped entry. Called on a fresh state (Optimizer::make_param_state).
+  virtual void load_state_dict(const std::map<std::string, Tensor>& state, const Tensor& param);
 };
 
 class Optimizer {
@@ -106,6 +122,18 @@ class Optimizer {
   // The state of `param`, or nullptr before its first step.
   OptimizerParamState* state(const Tensor& param);
 
+  // PyTorch's optimizer.state_dict() (Note [State dicts of optimizers and schedulers]): per-parameter
+  // state keyed by the parameter's index (in the order the groups list them) and each group's options
+  // with the indices of its parameters. The tensors are the optimizer's own.
+  OptimizerStateDict state_dict() const;
+  // Restores a state_dict() of an optimizer of this type over parameters of the same shapes: as PyTorch,
+  // the i-th saved parameter is this optimizer's i-th, each group's options (and "initial_lr") replace
+  // the current ones, and the state replaces the current state, its tensors copied onto each parameter's
+  // device and dtype. Checked before anything changes: the number of groups and of parameters in each,
+  // indices, the options, and each state tensor's shape against its parameter's; an ember::Error names
+  // the group, parameter index or entry that does not match.
+  void load_state_dict(const OptimizerStateDict& state_dict);
+
  protected:
   // `name` ("SGD", "Adam", ...) prefixes error messages.
   Optimizer(std::string name, std::vector<OptimizerParamGroup> param_groups,
@@ -133,6 +161,10 @@ class Optimizer {
     return *s;
   }
 
+  // A fresh, empty per-parameter state of this optimizer's type, for load_state_dict (the default
+  // throws: an optimizer of one's own overrides it to support loading state).
+  virtual std::unique_ptr<OptimizerParamState> make_param_state() const;
+
   // Checks a gradient against its parameter (shape, dtype, device) and returns it contiguous.
   Tensor checked_grad(const Tensor& param, const Tensor& grad, size_t group, size_t index) const;
   // Makes a state tensor (created by an earlier step) follow its parameter's device and dtype
@@ -150,6 +182,24 @@ class Optimizer {
 };
 
 namespace detail {
+// Reads the tensors given to OptimizerParamState::load_state_dict: tensor() returns an entry (undefined
+// when absent and optional), like_param() also requires the parameter's shape, step() reads a 0-dim
+// (or one-element) step count; finish() rejects the entries nobody read. Errors are ember::Errors naming
+// the entry.
+class ParamStateReader {
+ public:
+  ParamStateReader(const std::map<std::string, Tensor>& state, const Tensor& param);
+  Tensor tensor(const std::string& name, bool required);
+  Tensor like_param(const std::string& name, bool required);
+  int64_t step(const std::string& name);
+  void finish(const std::string& expected) const;
+
+ private:
+  const std::map<std::string, Tensor>& state_;
+  const Tensor& param_;
+  std::set<std::string> read_;
+};
+
 // The fused kernels need contiguous operands: a non-contiguous parameter is updated through a
 // contiguous stand-in that is copied back after the step.
 class ContiguousParams {

@@ -22,6 +22,41 @@ void SGDOptions::validate() const {
               momentum_, ", dampening = ", dampening_, ")");
 }
 
+StateValueMap SGDOptions::state_dict() const {
+  return {{"lr", lr_},
+          {"momentum", momentum_},
+          {"dampening", dampening_},
+          {"weight_decay", weight_decay_},
+          {"nesterov", nesterov_},
+          {"maximize", maximize_}};
+}
+
+void SGDOptions::load_state_dict(const StateValueMap& state) {
+  StateReader r(state, "SGD options");
+  SGDOptions o(r.number("lr"));
+  o.momentum(r.number("momentum"))
+      .dampening(r.number("dampening"))
+      .weight_decay(r.number("weight_decay"))
+      .nesterov(r.boolean("nesterov"))
+      .maximize(r.boolean("maximize"));
+  r.finish("lr, momentum, dampening, weight_decay, nesterov, maximize and initial_lr");
+  *this = o;
+}
+
+std::map<std::string, Tensor> SGDParamState::state_dict() const {
+  if (!momentum_buffer.defined()) return {};
+  return {{"momentum_buffer", momentum_buffer}};
+}
+
+void SGDParamState::load_state_dict(const std::map<std::string, Tensor>& state, const Tensor& param) {
+  detail::ParamStateReader r(state, param);
+  Tensor buf = r.like_param("momentum_buffer", false);
+  r.finish("momentum_buffer");
+  momentum_buffer = buf;
+}
+
+std::unique_ptr<OptimizerParamState> SGD::make_param_state() const { return std::make_unique<SGDParamState>(); }
+
 std::unique_ptr<OptimizerParamState> SGDParamState::clone() const {
   auto copy = std::make_unique<SGDParamState>();
   if (momentum_buffer.defined()) copy->momentum_buffer = momentum_buffer.detach().clone();

@@ -21,6 +21,9 @@ class SGDOptions : public OptimizerOptions {
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<SGDOptions>(*this); }
   // lr, momentum, dampening and weight_decay must be >= 0; nesterov needs momentum > 0 and dampening 0.
   void validate() const override;
+  // {"lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"}.
+  StateValueMap state_dict() const override;
+  void load_state_dict(const StateValueMap& state) override;
 
   EMBER_ARG(double, momentum) = 0.0;
   EMBER_ARG(double, dampening) = 0.0;
@@ -35,6 +38,9 @@ class SGDOptions : public OptimizerOptions {
 struct SGDParamState : OptimizerParamState {
   Tensor momentum_buffer;  // undefined until the first step with momentum
   std::unique_ptr<OptimizerParamState> clone() const override;
+  // {"momentum_buffer"} once it exists.
+  std::map<std::string, Tensor> state_dict() const override;
+  void load_state_dict(const std::map<std::string, Tensor>& state, const Tensor& param) override;
 };
 
 // The update (torch.optim.SGD, PyTorch 1.13), per parameter p with gradient g:
@@ -48,6 +54,9 @@ class SGD : public Optimizer {
   SGD(std::vector<OptimizerParamGroup> param_groups, const SGDOptions& defaults);
 
   Tensor step(LossClosure closure = nullptr) override;
+
+ protected:
+  std::unique_ptr<OptimizerParamState> make_param_state() const override;
 };
 
 }  // namespace ember::optim

@@ -58,10 +58,13 @@ size_t CollectiveWatchdog::in_flight() const {
 
 void CollectiveWatchdog::fail_locked(std::unique_lock<std::mutex>& lock, const std::string& message) {
   failure_ = message;
+  aborting_ = true;
   pending_.clear();
   auto abort = std::move(abort_);
   abort_ = nullptr;
-  done_cv_.notify_all();  // waiters learn of the failure now, not after the abort
+  // Waiters are woken after the abort, so that when wait_all() throws the communicator is already
+  // aborted. No thread may wait while holding what the abort needs (the NCCL launch mutex): barrier()
+  // and shutdown() wait without it.
   lock.unlock();
   if (abort) {
     try {
@@ -71,6 +74,7 @@ void CollectiveWatchdog::fail_locked(std::unique_lock<std::mutex>& lock, const s
     }
   }
   lock.lock();
+  aborting_ = false;
   done_cv_.notify_all();
 }
 
@@ -119,7 +123,7 @@ void CollectiveWatchdog::run() {
 
 void CollectiveWatchdog::wait_all() {
   std::unique_lock<std::mutex> lock(mutex_);
-  done_cv_.wait(lock, [&] { return pending_.empty() || !failure_.empty(); });
+  done_cv_.wait(lock, [&] { return !aborting_ && (pending_.empty() || !failure_.empty()); });
   if (!failure_.empty()) EMBER_THROW(failure_);
 }
 

@@ -65,6 +65,7 @@ class CollectiveWatchdog {
   std::condition_variable done_cv_;  // progress, for wait_all
   std::deque<Pending> pending_;
   std::string failure_;
+  bool aborting_ = false;  // the abort callback is running: waiters wait for it
   bool stopping_ = false;
   std::thread thread_;
 };
