@@ -61,8 +61,10 @@ Reducer::Reducer(std::vector<std::vector<Tensor>> replica_params, std::vector<De
 void Reducer::build_buckets() {
   const size_t n = params_[0].size();
   bucket_of_.assign(n, 0);
-  // One open bucket per dtype; reverse registration order. Each dtype's first bucket is the small one,
-  // so that the first all-reduce starts early in backward.
+  // One open bucket per dtype; reverse registration order. As PyTorch's compute_bucket_assignment_by_size:
+  // a parameter joins the open bucket, which closes once it holds at least its cap. Each dtype's first
+  // bucket has the small cap, so that the first all-reduce starts early in backward (and a large last
+  // layer closes it rather than waiting in a later bucket for the end of backward).
   std::vector<int> open(kNumDTypes, -1);
   std::vector<size_t> bytes(kNumDTypes, 0);
   std::vector<int> count(kNumDTypes, 0);
@@ -70,8 +72,7 @@ void Reducer::build_buckets() {
     const Tensor& p = params_[0][k];
     if (!p.requires_grad()) continue;
     const int dt = static_cast<int>(p.dtype());
-    const size_t cap = count[dt] == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
-    if (open[dt] < 0 || (bytes[dt] > 0 && bytes[dt] + p.nbytes() > cap)) {
+    if (open[dt] < 0) {
       open[dt] = static_cast<int>(buckets_.size());
       buckets_.emplace_back();
       buckets_.back().dtype = p.dtype();
@@ -83,6 +84,8 @@ void Reducer::build_buckets() {
     b.numel += p.numel();
     bytes[dt] += p.nbytes();
     bucket_of_[k] = static_cast<size_t>(open[dt]);
+    const size_t cap = count[dt] == 1 ? options_.first_bucket_bytes : options_.bucket_bytes;
+    if (bytes[dt] >= cap) open[dt] = -1;
   }
   ready_streams_.assign(buckets_.size(), std::vector<std::vector<cuda::Stream>>(params_.size()));
 }

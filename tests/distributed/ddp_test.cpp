@@ -150,7 +150,7 @@ TEST(DistributedDataParallel, BuffersComeFromRankZeroBeforeEachForward) {
 TEST(DistributedDataParallel, GradientsAreBucketViewsAndNeedNoCopies) {
   const int rank = world().rank();
   Net net = make_net(9), plain = make_net(9), ref = make_net(9);
-  DistributedDataParallel<NetImpl> ddp(net, group(), DDPOptions().bucket_cap_mb(0.001));  // ~1 KiB buckets
+  DistributedDataParallel<NetImpl> ddp(net, group(), DDPOptions().bucket_cap_mb(0.0003));  // ~300-byte buckets
   DistributedDataParallel<NetImpl> copied(plain, group(), DDPOptions().gradient_as_bucket_view(false));
   EXPECT_GT(ddp->reducer().num_buckets(), 1u);
   // Buckets in reverse registration order: fc2's parameters come first.
