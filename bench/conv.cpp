@@ -1,18 +1,16 @@
-// conv2d and max_pool2d forward + backward on Fashion-MNIST CNN layer shapes: GFLOP/s and images/s.
+// conv2d and max_pool2d forward + backward (family "conv") on the Fashion-MNIST CNN's layer shapes: GFLOP/s
+// and images/s, on the CPU and (CUDA events) the GPU.
 #include "kernels/conv.h"
-
-#include <benchmark/benchmark.h>
 
 #include <string>
 #include <vector>
 
+#include "bench/bench.h"
 #include "bench/timing.h"
-#include "ember.h"
 #include "kernels/pool.h"
 
+namespace ember::bench {
 namespace {
-
-using namespace ember;
 
 // One convolution layer of the Fashion-MNIST CNN: [batch, cin, hw, hw] -> [batch, cout, hw, hw], 3x3, pad 1.
 struct ConvShape {
@@ -32,7 +30,7 @@ void conv_forward_backward(benchmark::State& state, ConvShape s, Device device) 
   const Tensor w = (randn({s.cout, s.cin, 3, 3}, o) * 0.1).detach().requires_grad_();
   const Tensor b = zeros({s.cout}, o).requires_grad_();
   const Tensor g = randn({s.batch, s.cout, s.hw, s.hw}, o);
-  bench::run_timed(state, device, 3, [&] {
+  run_timed(state, device, 3, [&] {
     x.set_grad(Tensor());
     w.set_grad(Tensor());
     b.set_grad(Tensor());
@@ -40,9 +38,8 @@ void conv_forward_backward(benchmark::State& state, ConvShape s, Device device) 
   });
   // Forward, weight gradient, and (when the input needs one) input gradient: one GEMM-sized pass each.
   const double flops = conv_flops(s) * (s.input_grad ? 3.0 : 2.0);
-  state.counters["FLOP"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["images"] =
-      benchmark::Counter(static_cast<double>(s.batch), benchmark::Counter::kIsIterationInvariantRate);
+  set_gflops(state, flops);
+  set_rate(state, "images/s", static_cast<double>(s.batch));
 }
 
 void conv_forward(benchmark::State& state, ConvShape s, Device device) {
@@ -52,10 +49,9 @@ void conv_forward(benchmark::State& state, ConvShape s, Device device) {
   const Tensor w = randn({s.cout, s.cin, 3, 3}, o) * 0.1;
   const Tensor b = zeros({s.cout}, o);
   NoGradGuard no_grad;
-  bench::run_timed(state, device, 3, [&] { benchmark::DoNotOptimize(conv2d(x, w, b, 1, 1)); });
-  state.counters["FLOP"] = benchmark::Counter(conv_flops(s), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["images"] =
-      benchmark::Counter(static_cast<double>(s.batch), benchmark::Counter::kIsIterationInvariantRate);
+  run_timed(state, device, 3, [&] { benchmark::DoNotOptimize(conv2d(x, w, b, 1, 1)); });
+  set_gflops(state, conv_flops(s));
+  set_rate(state, "images/s", static_cast<double>(s.batch));
 }
 
 // The CNN's 2x2 max pooling after each convolution, forward + backward.
@@ -64,26 +60,27 @@ void max_pool_forward_backward(benchmark::State& state, ConvShape s, Device devi
   const TensorOptions o = TensorOptions().device(device);
   const Tensor x = randn({s.batch, s.cout, s.hw, s.hw}, o).requires_grad_();
   const Tensor g = randn({s.batch, s.cout, s.hw / 2, s.hw / 2}, o);
-  bench::run_timed(state, device, 3, [&] {
+  run_timed(state, device, 3, [&] {
     x.set_grad(Tensor());
     max_pool2d(x, 2).backward(g);
   });
   const double bytes = 4.0 * static_cast<double>(x.numel()) * 2.5;  // read x, write grad, plus the quarter-size outputs
-  state.counters["bytes"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["images"] =
-      benchmark::Counter(static_cast<double>(s.batch), benchmark::Counter::kIsIterationInvariantRate);
+  set_gbps(state, bytes);
+  set_rate(state, "images/s", static_cast<double>(s.batch));
 }
 
 const ConvShape kConv1{64, 1, 32, 28, false};  // [1 -> 32, 3x3, pad 1] on 28x28
 const ConvShape kConv2{64, 32, 64, 14, true};  // [32 -> 64, 3x3, pad 1] on 14x14
 
-void register_all() {
+}  // namespace
+
+void register_conv() {
   std::vector<Device> devices{Device::cpu()};
   if (cuda::is_available()) devices.push_back(Device::cuda(0));
   for (const Device& d : devices) {
     const std::string dev = d.is_cuda() ? "cuda" : "cpu";
     auto reg = [&](const std::string& name, auto fn, ConvShape s) {
-      auto* b = benchmark::RegisterBenchmark((name + "/" + dev).c_str(), fn, s, d);
+      auto* b = benchmark::RegisterBenchmark(("conv/" + name + "/" + dev).c_str(), fn, s, d);
       b->Unit(benchmark::kMillisecond);
       if (d.is_cuda())
         b->UseManualTime();
@@ -99,12 +96,4 @@ void register_all() {
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  register_all();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+}  // namespace ember::bench

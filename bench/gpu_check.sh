@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# gpu_check.sh: one device call: CUDA build, tests, compute-sanitizer, benchmarks vs cuBLAS and PyTorch, training.
+# gpu_check.sh: one device call: CUDA build, tests, compute-sanitizer, benchmarks vs cuBLAS and PyTorch, scaling
+# and its projection, training.
 #
 # How to run it (a session whose task is lent a GPU machine; the device tool's `status` says so):
 #   1. here, once per session (needs the network):   scripts/gpu_deps.sh
@@ -13,8 +14,12 @@
 #   3. read the table at the end of the reply; $OUT's files come back under files_at:
 #        summary.txt                the tables printed last (phases, tests, sanitizer, ember vs PyTorch, training)
 #        logs.tar.gz                every log: probe, configure, build, ctest, sanitizer, benchmarks, training
-#        ember_bench.json           Google Benchmark JSON of each bench program, keyed by program
-#        torch_bench.json           the same workloads timed in PyTorch (bench/pytorch/bench_torch.py)
+#        ember_bench.json           {"ember_bench": Google Benchmark JSON of its GPU cases, "ember_scaling_<run>":
+#                                   ember_scaling's JSON of each run (DataParallel, DDP, projection)}
+#        torch_bench.json           the same workloads timed in PyTorch (bench/pytorch/bench_torch.py), and
+#                                   under "scaling" bench/pytorch/scaling.py's runs
+#        scaling.png, ratios.png    bench/plot.py's charts (when the machine's Python has matplotlib; else
+#                                   make them here from the JSON files: bench/README.md)
 #        fashion_mnist_ember.json   metrics of `fashion_mnist --device cuda --epochs 2`
 #        fashion_mnist_torch.json   the same training in PyTorch (bench/pytorch/fashion_mnist.py)
 #
@@ -31,12 +36,15 @@
 #                        uncached (EMBER_CUDA_NO_CACHING=1) except the stream-gating tests (see
 #                        sanitizer_cached_tests), racecheck over the reduction/softmax/norm/pool ones; all in
 #                        parallel, each invocation under its own timeout
-#   bench      ~50 s     the GPU benchmarks of bench_ops, bench_matmul (ember mm vs cuBLAS), bench_conv,
-#                        bench_optim and bench_train_step, JSON
-#   torch      ~40 s     the same workloads in PyTorch (CUDA events, TF32 off)
+#   bench      ~80 s     ember_bench's GPU cases (--benchmark_filter, JSON): ops, GEMM vs cuBLAS in fp32/TF32/bf16,
+#                        conv, optimizers, MLP/CNN steps at batch 64 and 256, allocator, NCCL all-reduce,
+#                        DataParallel/DDP on the GPU; then ember_scaling on the GPU (DataParallel and DDP on
+#                        one device, batch 256) and its projection to 1024 GPUs from that measured step
+#   torch      ~50 s     the same workloads in PyTorch (CUDA events, TF32 off unless tf32), and the scaling runs
 #   train      ~60 s     fashion_mnist --device cuda --epochs 2, then the same model and schedule in PyTorch
-#   report     ~2 s      bench/pytorch/compare.py: ember vs PyTorch table with ratios, the targets
-#                        (GEMM within 5% of cuBLAS, add/sum at >= 85% of copy bandwidth), training side by side
+#   report     ~5 s      bench/compare.py: ember's ratio to PyTorch for every figure, the targets (GEMM within 5%
+#                        of cuBLAS, element-wise >= 85% of copy bandwidth, steps at batch 256 >= PyTorch, no
+#                        cudaMalloc per step), scaling side by side, training; bench/plot.py's charts
 # The phase table lists every phase with its time: ok (ran, passed), FAIL/TIMEOUT (ran, failed), WARN or
 # partial (ran, something missing: see the note), SKIPPED (nothing to do: the note says why) or NOT RUN
 # (never started: budget, an earlier phase failed, not asked for, or the run was cut off); then the total.
@@ -87,6 +95,7 @@ parts="$work/summary.d"  # pieces of summary.txt, concatenated in name order
 
 rm -rf "$logs" "$parts"
 rm -f "$out"/{summary.txt,logs.tar.gz,ember_bench.json,torch_bench.json,fashion_mnist_ember.json,fashion_mnist_torch.json}
+rm -f "$out"/{scaling.png,ratios.png}
 mkdir -p "$logs" "$parts" "$out" || { echo "gpu_check: cannot create $logs or $out" >&2; exit 1; }
 orig_ld_library_path="${LD_LIBRARY_PATH-}"
 orig_ld_set="${LD_LIBRARY_PATH+set}"
@@ -808,44 +817,81 @@ run_sanitizer() {
   record sanitize "$(rc_status $worst)" $(($(date +%s) - t0)) "${#pids[@]} runs in parallel, limit ${lim}s each (gated tests ${gated_lim}s)"
 }
 
-# ---- (c) ember's GPU benchmarks ----------------------------------------------------------------------
+# ---- (c) ember's GPU benchmarks, scaling and projection -------------------------------------------------
+# ember_bench's GPU cases are the names with /cuda, gpu or _cuda in them (Note [Benchmark names] in
+# bench/bench.h); without a GPU (a dry run: EMBER_GPU_CHECK_DEVICE=cpu), quick CPU cases instead.
+scaling_models=(mlp cnn)
 run_benchmarks() {
-  local t0 lim rc worst=0 prog filter entry ran=() budget_cut=()
+  local t0 lim rc worst=0 filter ran=() budget_cut=() dev
   t0=$(date +%s)
-  # program|filter: the GPU cases of each bench program (on a CPU-only build they report a skip).
-  local list=("bench_ops|Gpu" "bench_matmul|Gpu" "bench_conv|/cuda" "bench_optim|_CUDA" "bench_train_step|/cuda")
-  # Without a GPU (a dry run: EMBER_GPU_CHECK_DEVICE=cpu), quick CPU cases instead.
-  [[ "$train_device" == cpu ]] &&
-    list=("bench_ops|Gpu|Tiny" "bench_matmul|Gpu|mm/64" "bench_conv|b64_1to32_28x28/cpu" "bench_optim|_CPU" "bench_train_step|/cpu")
-  for entry in "${list[@]}"; do
-    prog="${entry%%|*}"
-    filter="${entry#*|}"
-    [[ -x "$build/bench/$prog" ]] || continue
-    lim=$(limit 90 115)
-    if ((lim == 0)); then
-      log "bench: no time left for $prog"
-      budget_cut+=("$prog")
-      continue
-    fi
-    timeout -k 5 "$lim" "$build/bench/$prog" --benchmark_filter="$filter" --benchmark_out="$logs/$prog.json" \
-      --benchmark_out_format=json >"$logs/$prog.txt" 2>&1
+  filter='/cuda|gpu|_cuda'
+  dev=cuda
+  if [[ "$train_device" == cpu ]]; then
+    filter='^ops/tiny|^matmul/mm_64/|^conv/conv2d_fwd/b64_1to32_28x28/cpu|^optim/.*/cpu|^train_step/mlp_b64/cpu|^allocator/caching'
+    dev=cpu
+  fi
+  lim=$(limit 120 130)
+  if [[ -x "$build/bench/ember_bench" ]] && ((lim > 0)); then
+    timeout -k 5 "$lim" "$build/bench/ember_bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
+      --benchmark_out="$logs/ember_bench.json" --benchmark_out_format=json >"$logs/ember_bench.txt" 2>&1
     rc=$?
     ((rc != 0 && worst == 0)) && worst=$rc
-    ran+=("$prog:$(rc_status $rc)")
-  done
-  # One file for all programs (the call returns at most 8 files).
+    ran+=("ember_bench:$(rc_status $rc)")
+  elif [[ -x "$build/bench/ember_bench" ]]; then
+    budget_cut+=(ember_bench)
+  fi
+  # ember_scaling on the device it has: DataParallel over every GPU (k = 1..n), DDP in a world of one,
+  # and the projection from that DDP step (one GPU: no multi-rank run to validate against; the output
+  # says so). Batch 256 per device on a GPU.
+  local m sdir="$logs/scaling" sargs=(--batch-size 256 --steps 30 --warmup 5) dp_devices=cuda
+  mkdir -p "$sdir"
+  [[ "$dev" == cpu ]] && sargs=(--batch-size 64 --steps 5 --warmup 2) dp_devices=cpu:0,cpu:1
+  if [[ -x "$build/bench/ember_scaling" ]]; then
+    for m in "${scaling_models[@]}"; do
+      lim=$(limit 60 110)
+      if ((lim == 0)); then
+        budget_cut+=("ember_scaling:$m")
+        continue
+      fi
+      {
+        timeout -k 5 "$lim" "$build/bench/ember_scaling" --model "$m" --devices "$dp_devices" "${sargs[@]}" \
+          --json "$sdir/dp_$m.json" &&
+          timeout -k 5 "$lim" "$build/bench/ember_scaling" --ddp --devices "$dev" --model "$m" "${sargs[@]}" \
+            --json "$sdir/ddp_${m}_1.json" &&
+          "$build/bench/ember_scaling" --merge "$sdir/ddp_${m}_1.json" --json "$sdir/ddp_$m.json" &&
+          "$build/bench/ember_scaling" --project --from "$sdir/ddp_$m.json" --json "$sdir/projection_$m.json"
+      } >"$logs/scaling_$m.txt" 2>&1
+      rc=$?
+      ((rc != 0 && worst == 0)) && worst=$rc
+      ran+=("ember_scaling:$m:$(rc_status $rc)")
+    done
+    {
+      echo "== ember_scaling on $dev (${sargs[*]}; projection from the measured one-device DDP step)"
+      for m in "${scaling_models[@]}"; do
+        grep -vE '^wrote ' "$logs/scaling_$m.txt" 2>/dev/null | cut -c1-160
+      done
+    } | part 65-scaling
+  fi
+  # One file for ember's results (the call returns at most 8 files).
   if [[ -n "$python" ]]; then
     py - "$out/ember_bench.json" "$logs" <<'EOF'
 import json, os, sys
 out, logs = sys.argv[1], sys.argv[2]
 merged = {}
-for name in sorted(os.listdir(logs)):
-    if name.startswith("bench_") and name.endswith(".json"):
-        try:
-            with open(os.path.join(logs, name)) as f:
-                merged[name[:-5]] = json.load(f)
-        except ValueError as e:  # a program cut off by its timeout leaves a partial file
-            merged[name[:-5]] = {"error": "unreadable JSON: %s" % e}
+paths = [os.path.join(logs, "ember_bench.json")]
+sdir = os.path.join(logs, "scaling")
+if os.path.isdir(sdir):
+    paths += [os.path.join(sdir, n) for n in sorted(os.listdir(sdir)) if n.endswith(".json")]
+for path in paths:
+    if not os.path.exists(path):
+        continue
+    key = os.path.basename(path)[:-5]
+    key = key if key == "ember_bench" else "ember_scaling_" + key
+    try:
+        with open(path) as f:
+            merged[key] = json.load(f)
+    except ValueError as e:  # a program cut off by its timeout leaves a partial file
+        merged[key] = {"error": "unreadable JSON: %s" % e}
 with open(out, "w") as f:
     json.dump(merged, f, indent=1)
 EOF
@@ -853,7 +899,7 @@ EOF
   local status
   status="$(rc_status $worst)"
   if ((${#ran[@]} == 0 && ${#budget_cut[@]} == 0)); then
-    record bench SKIPPED $(($(date +%s) - t0)) "no bench programs in $build/bench"
+    record bench SKIPPED $(($(date +%s) - t0)) "no ember_bench or ember_scaling in $build/bench"
     return
   fi
   if ((${#budget_cut[@]})); then
@@ -880,7 +926,42 @@ run_torch() {
   timeout -k 5 "$lim" "${pyrun[@]}" "$repo/bench/pytorch/bench_torch.py" --device "$train_device" \
     --json "$out/torch_bench.json" >"$logs/torch_bench.log" 2>&1
   rc=$?
-  record torch "$(rc_status $rc)" $(($(date +%s) - t0)) "$(tail -1 "$logs/torch_bench.log" | cut -c1-80)"
+  # ember_scaling's runs in PyTorch (bench/pytorch/scaling.py): DataParallel over the GPUs, DDP in a world
+  # of one; added to torch_bench.json under "scaling".
+  local m rc_s=0 sdir="$logs/scaling_torch" devs sargs=(--batch-size 256 --steps 30 --warmup 5)
+  mkdir -p "$sdir"
+  devs="$("${pyrun[@]}" -c 'import torch; n = torch.cuda.device_count(); print(",".join("cuda:%d" % i for i in range(n)) or "cpu")' 2>/dev/null)"
+  [[ "$train_device" == cpu || -z "$devs" ]] && devs=cpu sargs=(--batch-size 64 --steps 5 --warmup 2)
+  for m in "${scaling_models[@]}"; do
+    lim=$(limit 40 70)
+    ((lim == 0)) && break
+    timeout -k 5 "$lim" "${pyrun[@]}" "$repo/bench/pytorch/scaling.py" --model "$m" --devices "$devs" "${sargs[@]}" \
+      --json "$sdir/dp_$m.json" >>"$logs/scaling_torch.log" 2>&1 || rc_s=$?
+    timeout -k 5 "$lim" "${pyrun[@]}" "$repo/bench/pytorch/scaling.py" --ddp --model "$m" \
+      --devices "$([[ $devs == cpu ]] && echo cpu || echo cuda)" "${sargs[@]}" --json "$sdir/ddp_$m.json" \
+      >>"$logs/scaling_torch.log" 2>&1 || rc_s=$?
+  done
+  py - "$out/torch_bench.json" "$sdir" <<'EOF'
+import json, os, sys
+path, sdir = sys.argv[1], sys.argv[2]
+try:
+    with open(path) as f:
+        doc = json.load(f)
+except (OSError, ValueError):
+    doc = {}
+doc["scaling"] = {}
+for name in sorted(os.listdir(sdir)):
+    if name.endswith(".json"):
+        try:
+            with open(os.path.join(sdir, name)) as f:
+                doc["scaling"][name[:-5]] = json.load(f)
+        except ValueError:
+            pass
+with open(path, "w") as f:
+    json.dump(doc, f, indent=1)
+EOF
+  ((rc == 0 && rc_s != 0)) && rc=$rc_s
+  record torch "$(rc_status $rc)" $(($(date +%s) - t0)) "$(tail -1 "$logs/torch_bench.log" | cut -c1-60); scaling $(rc_status $rc_s)"
 }
 
 # ---- (e) training run --------------------------------------------------------------------------------
@@ -923,15 +1004,32 @@ report() {
   local t0 rc
   t0=$(date +%s)
   if [[ -z "$python" ]]; then
-    record report SKIPPED 0 "no Python to run bench/pytorch/compare.py"
+    record report SKIPPED 0 "no Python to run bench/compare.py"
     return
   fi
+  # The scaling runs side by side: ember_scaling's files and bench/pytorch/scaling.py's, in pairs.
+  local ours=() theirs=() m kind note=""
+  for m in "${scaling_models[@]}"; do
+    for kind in dp ddp; do
+      [[ -e "$logs/scaling/${kind}_$m.json" && -e "$logs/scaling_torch/${kind}_$m.json" ]] || continue
+      ours+=("$logs/scaling/${kind}_$m.json")
+      theirs+=("$logs/scaling_torch/${kind}_$m.json")
+    done
+  done
   # py: under a timeout of its own
-  py "$repo/bench/pytorch/compare.py" --ember "$out/ember_bench.json" --torch "$out/torch_bench.json" \
+  py "$repo/bench/compare.py" --ember "$out/ember_bench.json" --peer "$out/torch_bench.json" \
+    ${ours[0]+--scaling "${ours[@]}" --scaling-peer "${theirs[@]}"} \
     --train-ember "$out/fashion_mnist_ember.json" --train-torch "$out/fashion_mnist_torch.json" \
-    2>"$logs/compare.err" | part 60-compare
+    --json "$logs/ratios.json" 2>"$logs/compare.err" | part 60-compare
   rc=${PIPESTATUS[0]}
-  record report "$(rc_status "$rc")" $(($(date +%s) - t0)) "$( ((rc == 0)) || tail -1 "$logs/compare.err" | cut -c1-100)"
+  # Charts, when this Python has matplotlib (else: bench/README.md, from the returned JSON files).
+  if py "$repo/bench/plot.py" "$logs/scaling" --ratios "$logs/ratios.json" --out "$logs/charts" \
+    >"$logs/plot.log" 2>&1; then
+    cp -f "$logs/charts/scaling.png" "$logs/charts/ratios.png" "$out/" 2>/dev/null
+  else
+    note="; no charts: $(tail -1 "$logs/plot.log" | cut -c1-60)"
+  fi
+  record report "$(rc_status "$rc")" $(($(date +%s) - t0)) "$( ((rc == 0)) || tail -1 "$logs/compare.err" | cut -c1-100)$note"
 }
 
 # ---- main --------------------------------------------------------------------------------------------

@@ -1,94 +1,63 @@
-// ember mm/bmm against the BLAS called directly on the same buffers (GFLOP/s): cblas_sgemm on the CPU
-// (target: within 10%), cuBLAS on the GPU (float32 without TF32; target: within 5%).
-#include <benchmark/benchmark.h>
+// GEMM benchmarks (family "matmul"), GFLOP/s: ember's mm/bmm against the BLAS called directly on the same
+// buffers, cblas_sgemm on the CPU (target: within 2%), cuBLAS on the GPU in float32, TF32 and bfloat16
+// (target: within 5%), with inputs rotated past L2 (Note [Rotating inputs past L2]).
 #include <cblas.h>
 
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
 #include "bench/timing.h"
-#include "ember.h"
 
 #ifdef EMBER_WITH_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #endif
 
+namespace ember::bench {
 namespace {
 
-using namespace ember;
-
-// Shown as FLOP/s=<x>G/s (x GFLOP/s), over real time: OpenBLAS threads, so the main thread's CPU time
-// would overstate the rate.
-void set_gflops(benchmark::State& state, double flops_per_iteration) {
-  state.counters["FLOP/s"] = benchmark::Counter(flops_per_iteration, benchmark::Counter::kIsIterationInvariantRate,
-                                                benchmark::Counter::kIs1000);
-}
+double cube_flops(int64_t n) { return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n); }
 
 // ember::mm, output allocation included (that is what a user's c = mm(a, b) costs).
-void BM_ember_mm(benchmark::State& state) {
-  const int64_t n = state.range(0);
+void ember_mm(benchmark::State& state, int64_t n, bool transposed) {
   manual_seed(0);
   const Tensor a = randn({n, n}), b = randn({n, n});
   for (auto _ : state) {
-    Tensor c = mm(a, b);
-    benchmark::DoNotOptimize(c.data_ptr<float>());
+    Tensor c = transposed ? mm(a, b.t()) : mm(a, b);
+    benchmark::DoNotOptimize(c.raw_data());
   }
-  set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
+  set_gflops(state, cube_flops(n));
 }
 
 // The same product by hand: cblas_sgemm into a preallocated buffer.
-void BM_cblas_sgemm(benchmark::State& state) {
-  const int64_t n = state.range(0);
+void cblas_mm(benchmark::State& state, int64_t n, bool transposed) {
   manual_seed(0);
   const Tensor a = randn({n, n}), b = randn({n, n});
   Tensor c = empty({n, n});
   const int nn = static_cast<int>(n);
   for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nn, nn, nn, 1.0f, a.data_ptr<float>(), nn,
-                b.data_ptr<float>(), nn, 0.0f, c.data_ptr<float>(), nn);
-    benchmark::DoNotOptimize(c.data_ptr<float>());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transposed ? CblasTrans : CblasNoTrans, nn, nn, nn, 1.0f,
+                a.data_ptr<float>(), nn, b.data_ptr<float>(), nn, 0.0f, c.data_ptr<float>(), nn);
+    benchmark::DoNotOptimize(c.raw_data());
   }
-  set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
-}
-
-// A transposed operand: ember passes CblasTrans instead of copying.
-void BM_ember_mm_transposed(benchmark::State& state) {
-  const int64_t n = state.range(0);
-  manual_seed(0);
-  const Tensor a = randn({n, n}), b = randn({n, n});
-  for (auto _ : state) {
-    Tensor c = mm(a, b.t());
-    benchmark::DoNotOptimize(c.data_ptr<float>());
-  }
-  set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
-}
-
-void BM_cblas_sgemm_transposed(benchmark::State& state) {
-  const int64_t n = state.range(0);
-  manual_seed(0);
-  const Tensor a = randn({n, n}), b = randn({n, n});
-  Tensor c = empty({n, n});
-  const int nn = static_cast<int>(n);
-  for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nn, nn, nn, 1.0f, a.data_ptr<float>(), nn, b.data_ptr<float>(),
-                nn, 0.0f, c.data_ptr<float>(), nn);
-    benchmark::DoNotOptimize(c.data_ptr<float>());
-  }
-  set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
+  set_gflops(state, cube_flops(n));
 }
 
 // A batch of small matrices: ember spreads the batch over OpenMP threads (Note [GEMM threading on the CPU]).
-void BM_ember_bmm_small(benchmark::State& state) {
-  const int64_t batch = 256, n = state.range(0);
+void ember_bmm_small(benchmark::State& state, int64_t n) {
+  const int64_t batch = 256;
   manual_seed(0);
   const Tensor a = randn({batch, n, n}), b = randn({batch, n, n});
   for (auto _ : state) {
     Tensor c = bmm(a, b);
-    benchmark::DoNotOptimize(c.data_ptr<float>());
+    benchmark::DoNotOptimize(c.raw_data());
   }
-  set_gflops(state, 2.0 * static_cast<double>(batch * n * n * n));
+  set_gflops(state, static_cast<double>(batch) * cube_flops(n));
 }
 
-void BM_cblas_sgemm_loop_small(benchmark::State& state) {
-  const int64_t batch = 256, n = state.range(0);
+void cblas_loop_small(benchmark::State& state, int64_t n) {
+  const int64_t batch = 256;
   manual_seed(0);
   const Tensor a = randn({batch, n, n}), b = randn({batch, n, n});
   Tensor c = empty({batch, n, n});
@@ -97,49 +66,62 @@ void BM_cblas_sgemm_loop_small(benchmark::State& state) {
     for (int64_t i = 0; i < batch; ++i)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nn, nn, nn, 1.0f, a.data_ptr<float>() + i * n * n, nn,
                   b.data_ptr<float>() + i * n * n, nn, 0.0f, c.data_ptr<float>() + i * n * n, nn);
-    benchmark::DoNotOptimize(c.data_ptr<float>());
+    benchmark::DoNotOptimize(c.raw_data());
   }
-  set_gflops(state, 2.0 * static_cast<double>(batch * n * n * n));
+  set_gflops(state, static_cast<double>(batch) * cube_flops(n));
 }
 
-// ---- GPU: ember::mm against cuBLAS called directly (skipped without a GPU) --------------------------
-// Both in float32 with TF32 off (CUBLAS_COMPUTE_32F, ember's default), timed with CUDA events on the
-// current stream after a warm-up. Inputs are random: cuBLAS runs measurably faster on zeros.
+// ---- GPU ----------------------------------------------------------------------------------------------
+// Precisions: fp32 (TF32 off: CUBLAS_COMPUTE_32F, ember's default), tf32 (cuda::set_allow_tf32(true)),
+// bf16 (bfloat16 inputs and output, float32 accumulation). Inputs are random: cuBLAS runs measurably
+// faster on zeros.
+enum class Precision { Fp32, Tf32, Bf16 };
+const char* precision_name(Precision p) { return p == Precision::Fp32 ? "fp32" : p == Precision::Tf32 ? "tf32" : "bf16"; }
+DType precision_dtype(Precision p) { return p == Precision::Bf16 ? kBFloat16 : kFloat32; }
 
-
-void BM_GpuMm(benchmark::State& state) {
-  const int64_t n = state.range(0);
-  Tensor a, b;
-  if (cuda::is_available()) {
-    cuda::set_allow_tf32(false);
-    manual_seed(0);
-    a = randn({n, n}, Device::cuda());
-    b = randn({n, n}, Device::cuda());
+struct GpuOperands {
+  std::vector<Tensor> a, b, c;
+};
+GpuOperands gpu_operands(int64_t n, Precision p) {
+  GpuOperands o;
+  const size_t bytes = 3 * static_cast<size_t>(n * n) * element_size(precision_dtype(p));
+  const int copies = rotation_count(bytes);
+  manual_seed(0);
+  for (int i = 0; i < copies; ++i) {
+    o.a.push_back(randn({n, n}, Device::cuda()).to(precision_dtype(p)));
+    o.b.push_back(randn({n, n}, Device::cuda()).to(precision_dtype(p)));
+    o.c.push_back(empty({n, n}, TensorOptions().dtype(precision_dtype(p)).device(Device::cuda())));
   }
-  if (bench::time_on_gpu(state, 3, [&] { benchmark::DoNotOptimize(mm(a, b)); }))
-    set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
+  return o;
+}
+
+void gpu_mm(benchmark::State& state, int64_t n, Precision p) {
+  skip_on_error(state, [&] {
+    cuda::set_allow_tf32(p == Precision::Tf32);
+    GpuOperands o = gpu_operands(n, p);
+    size_t i = 0;
+    run_timed(state, Device::cuda(0), 3, [&] {
+      const size_t k = i++ % o.a.size();
+      benchmark::DoNotOptimize(mm(o.a[k], o.b[k]));
+    });
+    cuda::set_allow_tf32(false);
+    set_gflops(state, cube_flops(n));
+    state.counters["rotated_copies"] = static_cast<double>(o.a.size());
+  });
 }
 
 // Linear's forward, x [batch, in] @ W^T + bias: one cuBLASLt call with the bias epilogue (Note [cuBLASLt
 // bias epilogue], kernels/cuda/matmul.cpp) against PyTorch's F.linear (bench/pytorch, linear_b*).
-void BM_GpuLinear(benchmark::State& state) {
-  const int64_t batch = state.range(0), in = state.range(1), out = state.range(2);
-  Tensor x, w, bias;
-  if (cuda::is_available()) {
+void gpu_linear(benchmark::State& state, int64_t batch, int64_t in, int64_t out) {
+  skip_on_error(state, [&] {
     cuda::set_allow_tf32(false);
     manual_seed(0);
-    x = randn({batch, in}, Device::cuda());
-    w = randn({out, in}, Device::cuda());
-    bias = randn({out}, Device::cuda());
-  }
-  if (bench::time_on_gpu(state, 3, [&] { benchmark::DoNotOptimize(addmm(bias, x, w.t())); }))
+    const Tensor x = randn({batch, in}, Device::cuda()), w = randn({out, in}, Device::cuda()),
+                 bias = randn({out}, Device::cuda());
+    run_timed(state, Device::cuda(0), 3, [&] { benchmark::DoNotOptimize(addmm(bias, x, w.t())); });
     set_gflops(state, 2.0 * static_cast<double>(batch) * static_cast<double>(in) * static_cast<double>(out));
+  });
 }
-BENCHMARK(BM_GpuLinear)
-    ->Args({64, 784, 256})
-    ->Args({512, 4096, 4096})
-    ->UseManualTime()
-    ->Unit(benchmark::kMicrosecond);
 
 #ifdef EMBER_WITH_CUDA
 // A cuBLAS handle for the baseline, bound to ember's current stream (RAII).
@@ -162,47 +144,85 @@ class CublasHandle {
 
 // The same product as cublasGemmEx into a preallocated buffer: row-major C = A B as column-major
 // C^T = B^T A^T, exactly the call ember would need at the least.
-void BM_GpuCublasGemmEx(benchmark::State& state) {
-  const int64_t n = state.range(0);
-  if (!cuda::is_available()) {
-    state.SkipWithError("no CUDA device");
-    return;
-  }
-  manual_seed(0);
-  const Tensor a = randn({n, n}, Device::cuda()), b = randn({n, n}, Device::cuda());
-  const Tensor c = empty({n, n}, Device::cuda());  // raw_data(): device pointers (data_ptr() is host-only)
-  CublasHandle handle;
-  if (!handle.get()) {
-    state.SkipWithError("cublasCreate failed");
-    return;
-  }
-  const int nn = static_cast<int>(n);
-  const float alpha = 1.0f, beta = 0.0f;
-  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
-  const bool ran = bench::time_on_gpu(state, 3, [&] {
-    const cublasStatus_t s = cublasGemmEx(handle.get(), CUBLAS_OP_N, CUBLAS_OP_N, nn, nn, nn, &alpha, b.raw_data(),
-                                          CUDA_R_32F, nn, a.raw_data(), CUDA_R_32F, nn, &beta, c.raw_data(), CUDA_R_32F,
-                                          nn, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) status = s;
+void cublas_mm(benchmark::State& state, int64_t n, Precision p) {
+  skip_on_error(state, [&] {
+    GpuOperands o = gpu_operands(n, p);
+    CublasHandle handle;
+    if (!handle.get()) {
+      state.SkipWithError("cublasCreate failed");
+      return;
+    }
+    const int nn = static_cast<int>(n);
+    const float alpha = 1.0f, beta = 0.0f;
+    const cudaDataType_t type = p == Precision::Bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    const cublasComputeType_t compute = p == Precision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
+    size_t i = 0;
+    run_timed(state, Device::cuda(0), 3, [&] {
+      const size_t k = i++ % o.a.size();
+      const cublasStatus_t s =
+          cublasGemmEx(handle.get(), CUBLAS_OP_N, CUBLAS_OP_N, nn, nn, nn, &alpha, o.b[k].raw_data(), type, nn,
+                       o.a[k].raw_data(), type, nn, &beta, o.c[k].raw_data(), type, nn, compute, CUBLAS_GEMM_DEFAULT);
+      if (s != CUBLAS_STATUS_SUCCESS) status = s;
+    });
+    if (status != CUBLAS_STATUS_SUCCESS) {
+      state.SkipWithError(cublasGetStatusString(status));
+      return;
+    }
+    set_gflops(state, cube_flops(n));
+    state.counters["rotated_copies"] = static_cast<double>(o.a.size());
   });
-  if (status != CUBLAS_STATUS_SUCCESS) {
-    state.SkipWithError(cublasGetStatusString(status));
-    return;
-  }
-  if (ran) set_gflops(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
 }
-BENCHMARK(BM_GpuCublasGemmEx)->Arg(4096)->Arg(1024)->UseManualTime()->Unit(benchmark::kMillisecond);
 #endif
-
-BENCHMARK(BM_GpuMm)->Arg(4096)->Arg(1024)->UseManualTime()->Unit(benchmark::kMillisecond);
-
-BENCHMARK(BM_ember_mm)->Arg(1024)->Arg(256)->Arg(64)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_cblas_sgemm)->Arg(1024)->Arg(256)->Arg(64)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_ember_mm_transposed)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_cblas_sgemm_transposed)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_ember_bmm_small)->Arg(16)->Arg(32)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_cblas_sgemm_loop_small)->Arg(16)->Arg(32)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+void register_matmul() {
+  using benchmark::RegisterBenchmark;
+  for (int64_t n : {1024, 256, 64}) {
+    const std::string s = std::to_string(n);
+    RegisterBenchmark(("matmul/mm_" + s + "/cpu").c_str(), ember_mm, n, false)
+        ->UseRealTime()  // OpenBLAS threads: the main thread's CPU time would overstate the rate
+        ->Unit(benchmark::kMicrosecond);
+    RegisterBenchmark(("matmul/cblas_sgemm_" + s + "/cpu").c_str(), cblas_mm, n, false)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  // A transposed operand: ember passes CblasTrans instead of copying.
+  RegisterBenchmark("matmul/mm_transposed_1024/cpu", ember_mm, 1024, true)->UseRealTime()->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("matmul/cblas_sgemm_transposed_1024/cpu", cblas_mm, 1024, true)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+  for (int64_t n : {16, 32}) {
+    const std::string s = std::to_string(n);
+    RegisterBenchmark(("matmul/bmm_256x" + s + "/cpu").c_str(), ember_bmm_small, n)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+    RegisterBenchmark(("matmul/cblas_sgemm_loop_256x" + s + "/cpu").c_str(), cblas_loop_small, n)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+
+  if (!cuda::is_available()) return;
+  for (Precision p : {Precision::Fp32, Precision::Tf32, Precision::Bf16}) {
+    for (int64_t n : {4096, 1024}) {
+      const std::string tag = std::string(precision_name(p)) + "_" + std::to_string(n);
+      RegisterBenchmark(("matmul/mm_" + tag + "/cuda").c_str(), gpu_mm, n, p)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+#ifdef EMBER_WITH_CUDA
+      RegisterBenchmark(("matmul/cublas_" + tag + "/cuda").c_str(), cublas_mm, n, p)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+#endif
+    }
+  }
+  RegisterBenchmark("matmul/linear_b64_784x256/cuda", gpu_linear, 64, 784, 256)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("matmul/linear_b512_4096x4096/cuda", gpu_linear, 512, 4096, 4096)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace ember::bench

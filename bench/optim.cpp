@@ -1,17 +1,14 @@
-// Google Benchmark of one optimizer step over a small CNN's parameters (~0.5M in 12 tensors), CPU and CUDA.
-#include <benchmark/benchmark.h>
-
+// One optimizer step (family "optim") over a small CNN's parameters (~0.5M in 12 tensors), CPU and CUDA.
 #include <memory>
 #include <vector>
 
+#include "bench/bench.h"
 #include "bench/timing.h"
-#include "ember.h"
 #include "nn/optim/adam.h"
 #include "nn/optim/sgd.h"
 
+namespace ember::bench {
 namespace {
-
-using namespace ember;
 
 // conv1, bn1, conv2, bn2, fc1, fc2 of a Fashion-MNIST CNN: 521,642 parameters in 12 tensors.
 const std::vector<std::vector<int64_t>> kShapes = {
@@ -58,10 +55,10 @@ void run_cpu(benchmark::State& state, Make make_optimizer, int floats_moved) {
 
 template <class Make>
 void run_cuda(benchmark::State& state, Make make_optimizer, int floats_moved) {
-  if (!bench::require_gpu(state)) return;
+  if (!require_gpu(state)) return;
   std::vector<Tensor> params = make_params(Device::cuda(0));
   auto opt = make_optimizer(params);
-  bench::run_timed(state, Device::cuda(0), 10, [&] { opt->step(); });  // warm-up: state, kernel load
+  run_timed(state, Device::cuda(0), 10, [&] { opt->step(); });  // warm-up: state, kernel load
   set_counters(state, total_numel(params), floats_moved);
 }
 
@@ -75,20 +72,26 @@ auto make_sgd = [](const std::vector<Tensor>& params) {
   return std::make_unique<optim::SGD>(params, optim::SGDOptions(0.01).momentum(0.9).weight_decay(5e-4));
 };
 
-void BM_AdamStep_CPU(benchmark::State& state) { run_cpu(state, make_adam, 7); }
-void BM_AdamWStep_CPU(benchmark::State& state) { run_cpu(state, make_adamw, 7); }
-void BM_SGDMomentumStep_CPU(benchmark::State& state) { run_cpu(state, make_sgd, 5); }
-void BM_AdamStep_CUDA(benchmark::State& state) { run_cuda(state, make_adam, 7); }
-void BM_AdamWStep_CUDA(benchmark::State& state) { run_cuda(state, make_adamw, 7); }
-void BM_SGDMomentumStep_CUDA(benchmark::State& state) { run_cuda(state, make_sgd, 5); }
-
-BENCHMARK(BM_AdamStep_CPU)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_AdamWStep_CPU)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_SGDMomentumStep_CPU)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_AdamStep_CUDA)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_AdamWStep_CUDA)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_SGDMomentumStep_CUDA)->UseManualTime()->Unit(benchmark::kMicrosecond);
-
 }  // namespace
 
-BENCHMARK_MAIN();
+void register_optim() {
+  using benchmark::RegisterBenchmark;
+  RegisterBenchmark("optim/adam_step/cpu", [](benchmark::State& s) { run_cpu(s, make_adam, 7); })
+      ->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("optim/adamw_step/cpu", [](benchmark::State& s) { run_cpu(s, make_adamw, 7); })
+      ->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("optim/sgd_momentum_step/cpu", [](benchmark::State& s) { run_cpu(s, make_sgd, 5); })
+      ->Unit(benchmark::kMicrosecond);
+  if (!cuda::is_available()) return;
+  RegisterBenchmark("optim/adam_step/cuda", [](benchmark::State& s) { run_cuda(s, make_adam, 7); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("optim/adamw_step/cuda", [](benchmark::State& s) { run_cuda(s, make_adamw, 7); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("optim/sgd_momentum_step/cuda", [](benchmark::State& s) { run_cuda(s, make_sgd, 5); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace ember::bench

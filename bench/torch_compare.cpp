@@ -1,4 +1,6 @@
-// ember vs LibTorch on the CPU, side by side: element-wise, tiny-op overhead, matmul, reductions, conv and training steps.
+// ember vs LibTorch on the CPU, side by side: element-wise, tiny-op overhead, matmul, reductions, conv and the
+// Fashion-MNIST MLP and CNN training steps at batch 64 and 256. bench/compare.py reads its JSON (the pairs
+// "<case>/ember" and "<case>/libtorch") and checks the targets of bench/README.md.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 #include <torch/torch.h>
@@ -106,6 +108,40 @@ void torch_log_softmax(benchmark::State& state) {
   set_rate(state, "GB/s", gb(2.0 * 4 * 4096 * 1000));
 }
 
+void ember_mul_16m(benchmark::State& state) {
+  ember::Tensor a = ember::randn({k16M}), b = ember::randn({k16M});
+  for (auto _ : state) {
+    ember::Tensor c = a * b;
+    benchmark::DoNotOptimize(c.raw_data());
+  }
+  set_rate(state, "GB/s", gb(3.0 * 4 * k16M));
+}
+void torch_mul_16m(benchmark::State& state) {
+  at::Tensor a = torch::randn({k16M}), b = torch::randn({k16M});
+  for (auto _ : state) {
+    at::Tensor c = a * b;
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  set_rate(state, "GB/s", gb(3.0 * 4 * k16M));
+}
+
+void ember_softmax(benchmark::State& state) {
+  ember::Tensor a = ember::randn({4096, 1000});
+  for (auto _ : state) {
+    ember::Tensor y = a.softmax(1);
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  set_rate(state, "GB/s", gb(2.0 * 4 * 4096 * 1000));
+}
+void torch_softmax(benchmark::State& state) {
+  at::Tensor a = torch::randn({4096, 1000});
+  for (auto _ : state) {
+    at::Tensor y = a.softmax(1);
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  set_rate(state, "GB/s", gb(2.0 * 4 * 4096 * 1000));
+}
+
 // ---- matmul and conv --------------------------------------------------------------------------------
 
 void ember_matmul_1024(benchmark::State& state) {
@@ -123,6 +159,23 @@ void torch_matmul_1024(benchmark::State& state) {
     benchmark::DoNotOptimize(c.data_ptr());
   }
   set_rate(state, "GFLOP/s", 2.0 * 1024 * 1024 * 1024 / 1e9);
+}
+
+void ember_matmul_256(benchmark::State& state) {
+  ember::Tensor a = ember::randn({256, 256}), b = ember::randn({256, 256});
+  for (auto _ : state) {
+    ember::Tensor c = a.matmul(b);
+    benchmark::DoNotOptimize(c.raw_data());
+  }
+  set_rate(state, "GFLOP/s", 2.0 * 256 * 256 * 256 / 1e9);
+}
+void torch_matmul_256(benchmark::State& state) {
+  at::Tensor a = torch::randn({256, 256}), b = torch::randn({256, 256});
+  for (auto _ : state) {
+    at::Tensor c = a.matmul(b);
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+  set_rate(state, "GFLOP/s", 2.0 * 256 * 256 * 256 / 1e9);
 }
 
 // [64, 32, 14, 14] * [64, 32, 3, 3], padding 1: forward plus the input and weight gradients, each
@@ -192,15 +245,13 @@ torch::nn::Sequential torch_mlp() {
   return Sequential(Flatten(), Linear(784, 256), ReLU(), Linear(256, 128), ReLU(), Linear(128, 10));
 }
 
-constexpr int64_t kBatch = 64;
-
 template <class Model>
-void ember_train_step(benchmark::State& state, Model model) {
+void ember_train_step(benchmark::State& state, Model model, int64_t batch) {
   ember::manual_seed(0);
   model->train();
   ember::optim::AdamW opt(model->parameters(), ember::optim::AdamWOptions(2e-3).weight_decay(1e-2));
-  ember::Tensor x = ember::randn({kBatch, 1, 28, 28});
-  ember::Tensor y = ember::randint(0, 10, {kBatch});
+  ember::Tensor x = ember::randn({batch, 1, 28, 28});
+  ember::Tensor y = ember::randint(0, 10, {batch});
   for (auto _ : state) {
     opt.zero_grad();
     ember::Tensor loss = ember::nn::functional::cross_entropy(model->forward(x), y);
@@ -208,14 +259,14 @@ void ember_train_step(benchmark::State& state, Model model) {
     opt.step();
     benchmark::DoNotOptimize(loss.item<float>());
   }
-  set_rate(state, "images/s", static_cast<double>(kBatch));
+  set_rate(state, "images/s", static_cast<double>(batch));
 }
-void torch_train_step(benchmark::State& state, torch::nn::Sequential model) {
+void torch_train_step(benchmark::State& state, torch::nn::Sequential model, int64_t batch) {
   torch::manual_seed(0);
   model->train();
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(2e-3).weight_decay(1e-2));
-  at::Tensor x = torch::randn({kBatch, 1, 28, 28});
-  at::Tensor y = torch::randint(0, 10, {kBatch});
+  at::Tensor x = torch::randn({batch, 1, 28, 28});
+  at::Tensor y = torch::randint(0, 10, {batch});
   for (auto _ : state) {
     // Gradients to None, as ember's zero_grad (LibTorch 1.13's Optimizer::zero_grad fills zeros).
     model->zero_grad(/*set_to_none=*/true);
@@ -224,7 +275,7 @@ void torch_train_step(benchmark::State& state, torch::nn::Sequential model) {
     opt.step();
     benchmark::DoNotOptimize(loss.item<float>());
   }
-  set_rate(state, "images/s", static_cast<double>(kBatch));
+  set_rate(state, "images/s", static_cast<double>(batch));
 }
 
 // ---- registration and the summary -------------------------------------------------------------------
@@ -310,10 +361,16 @@ int main(int argc, char** argv) {
   register_pair("sum_16M", ember_sum_16m, torch_sum_16m, kMillisecond);
   register_pair("log_softmax_4096x1000", ember_log_softmax, torch_log_softmax, kMillisecond);
   register_pair("conv2d_fwd_bwd", ember_conv2d_fwd_bwd, torch_conv2d_fwd_bwd, kMillisecond);
-  register_pair("cnn_train_step_b64", [](benchmark::State& s) { ember_train_step(s, EmberCnn()); },
-                [](benchmark::State& s) { torch_train_step(s, torch_cnn()); }, kMillisecond);
-  register_pair("mlp_train_step_b64", [](benchmark::State& s) { ember_train_step(s, ember_mlp()); },
-                [](benchmark::State& s) { torch_train_step(s, torch_mlp()); }, kMicrosecond);
+  register_pair("mul_16M", ember_mul_16m, torch_mul_16m, kMillisecond);
+  register_pair("softmax_4096x1000", ember_softmax, torch_softmax, kMillisecond);
+  register_pair("matmul_256", ember_matmul_256, torch_matmul_256, kMicrosecond);
+  for (int64_t batch : {64, 256}) {
+    const std::string b = std::to_string(batch);
+    register_pair("cnn_train_step_b" + b, [batch](benchmark::State& s) { ember_train_step(s, EmberCnn(), batch); },
+                  [batch](benchmark::State& s) { torch_train_step(s, torch_cnn(), batch); }, kMillisecond);
+    register_pair("mlp_train_step_b" + b, [batch](benchmark::State& s) { ember_train_step(s, ember_mlp(), batch); },
+                  [batch](benchmark::State& s) { torch_train_step(s, torch_mlp(), batch); }, kMicrosecond);
+  }
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

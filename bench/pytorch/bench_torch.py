@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""bench_torch.py: PyTorch timings of the workloads ember's GPU benchmarks measure (bench/*.cpp), for gpu_check.sh.
+"""bench_torch.py: PyTorch timings of the workloads ember_bench measures, under ember_bench's names.
 
-Each workload matches one ember benchmark (same shapes, dtype float32, TF32 off, same work per
-iteration, outputs allocated per call as ember's ops do); compare.py pairs them up. On CUDA every
-iteration is timed with CUDA events after a warm-up and the median is reported; on the CPU (a dry run
-where no GPU is seen) wall time, at reduced sizes unless --full, so the script can be checked anywhere.
+Each workload matches one ember_bench case (same name, shapes, dtype, TF32 off unless the name says
+tf32, same work per iteration, outputs allocated per call as ember's ops do, small inputs rotated past
+L2 on the GPU as ember's are); bench/compare.py pairs them by name. On CUDA every iteration is timed
+with CUDA events after a warm-up and the median is reported; on the CPU (a dry run where no GPU is
+seen) wall time, at reduced sizes unless --full, so the script can be checked anywhere.
 
     python3 bench/pytorch/bench_torch.py --json torch_bench.json          # cuda when available, else cpu
-    python3 bench/pytorch/bench_torch.py --device cpu --only mm_4096 add_64M
+    python3 bench/pytorch/bench_torch.py --device cpu --full --only ops/add_16M/cpu
 
 Works with torch 1.13 and 2.x (no torch.compile, no newer-only arguments).
 """
@@ -23,10 +24,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 M64 = 64 * 1024 * 1024
+M16 = 16 * 1024 * 1024
+ROTATE_BYTES = 256 << 20  # ember's kRotateBytes
+
+
+class Mlp(nn.Module):
+    """The MLP of examples/fashion_mnist.cpp and bench/models.h."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(784, 256), nn.Linear(256, 128), nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
 
 
 class Cnn(nn.Module):
-    """The model of examples/fashion_mnist.cpp and bench/train_step.cpp."""
+    """The CNN of examples/fashion_mnist.cpp and bench/models.h."""
 
     def __init__(self):
         super().__init__()
@@ -43,6 +57,18 @@ class Cnn(nn.Module):
 # bench/optim.cpp's parameter shapes: conv1, bn1, conv2, bn2, fc1, fc2 of a Fashion-MNIST CNN.
 OPTIM_SHAPES = [(32, 1, 3, 3), (32,), (32,), (32,), (64, 32, 3, 3), (64,), (64,), (64,), (160, 3136), (160,),
                 (10, 160), (10,)]
+
+
+def set_tf32(allow):
+    """TF32 in matmul on or off (ember's cuda::set_allow_tf32), with the API this torch has."""
+    try:
+        new_api = torch.backends.cuda.matmul.fp32_precision is not None
+    except (AttributeError, AssertionError):
+        new_api = False
+    if new_api:
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if allow else "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = allow
 
 
 def no_tf32():
@@ -80,81 +106,125 @@ class Timer:
         if self.cuda:
             torch.cuda.synchronize()
 
-    def run(self, fn, warmup=3):
-        for _ in range(warmup):
-            fn()
+    def run(self, fn, warmup=3, host_timed=False):
+        """fn: one function, or a list of them used in turn (inputs rotated past L2).
+
+        host_timed: wall time per call over a batch of calls (tiny ops: the launch, not the kernel).
+        """
+        fns = fn if isinstance(fn, list) else [fn]
+        for i in range(max(warmup, len(fns))):
+            fns[i % len(fns)]()
         self.sync()
         times = []
         deadline = time.perf_counter() + self.min_time
+        i = 0
         while len(times) < self.min_iters or (time.perf_counter() < deadline and len(times) < self.max_iters):
-            if self.cuda:
+            f = fns[i % len(fns)]
+            i += 1
+            if host_timed:
+                reps = 1000
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    f()
+                self.sync()
+                times.append((time.perf_counter() - t0) * 1e3 / reps)
+            elif self.cuda:
                 self.start.record()
-                fn()
+                f()
                 self.stop.record()
                 self.stop.synchronize()
                 times.append(self.start.elapsed_time(self.stop))
             else:
                 t0 = time.perf_counter()
-                fn()
+                f()
                 times.append((time.perf_counter() - t0) * 1e3)
-        return {"ms": statistics.median(times), "ms_min": min(times), "iters": len(times)}
+        return {"ms": statistics.median(times), "ms_min": min(times), "iters": len(times), "rotated_copies": len(fns)}
 
 
 def workloads(device, full):
-    """name -> (setup() returning the function to time, {"bytes"|"flops"|"images": per iteration})."""
-    small = device.type == "cpu" and not full
-    n64 = M64 // 64 if small else M64           # 1M elements on a CPU dry run
-    side = 1024 if small else 8192
-    mm_big = 256 if small else 4096
-    mm_small = 128 if small else 1024
+    """ember_bench name -> (setup() returning the function(s) to time, {"bytes"|"flops"|"images": per call}).
+
+    Names are ember_bench's (Note [Benchmark names] in bench/bench.h), so bench/compare.py pairs them
+    by name. On the GPU the sizes are ember's GPU cases; on the CPU ember's CPU cases (reduced unless
+    --full, and then marked as not comparable). A setup may return a list of functions: inputs rotated
+    past L2 as ember does (Note [Rotating inputs past L2]).
+    """
+    gpu = device.type == "cuda"
+    small = not gpu and not full
+    dev = "cuda" if gpu else "cpu"
     o = {"device": device, "dtype": torch.float32}
     w = {}
 
-    def copy():
-        a, b = torch.rand(n64, **o), torch.empty(n64, **o)
-        return lambda: b.copy_(a)
-    w["copy_64M"] = (copy, {"bytes": 2 * n64 * 4})
+    def rotated(bytes_per_copy, make):
+        copies = max(1, min(64, -(-ROTATE_BYTES // bytes_per_copy))) if gpu else 1
+        return [make() for _ in range(copies)]
 
-    def add():
-        a, b = torch.rand(n64, **o), torch.rand(n64, **o)
-        return lambda: a + b
-    w["add_64M"] = (add, {"bytes": 3 * n64 * 4})
+    n = (M64 if gpu else M16) // (64 if small else 1)
+    tag = "64M" if gpu else "16M"
+
+    def copy():
+        def one():
+            a, b = torch.rand(n, **o), torch.empty(n, **o)
+            return lambda: b.copy_(a)
+        return rotated(4 * n, one)
+    w["ops/copy_%s/%s" % (tag, dev)] = (copy, {"bytes": 2 * n * 4})
+
+    for op_name, op in (("add", torch.add), ("mul", torch.mul)):
+        def binary(op=op):
+            def one():
+                a, b = torch.rand(n, **o), torch.rand(n, **o)
+                return lambda: op(a, b)
+            return rotated(8 * n, one)
+        w["ops/%s_%s/%s" % (op_name, tag, dev)] = (binary, {"bytes": 3 * n * 4})
 
     def total():
-        a = torch.rand(n64, **o)
-        return lambda: a.sum()
-    w["sum_64M"] = (total, {"bytes": n64 * 4})
+        return rotated(4 * n, lambda: (lambda a: (lambda: a.sum()))(torch.rand(n, **o)))
+    w["ops/sum_%s/%s" % (tag, dev)] = (total, {"bytes": n * 4})
 
-    def sum_rows():
-        a = torch.rand(side, side, **o)
-        return lambda: a.sum(1)
-    w["sum_rows_8192x8192"] = (sum_rows, {"bytes": side * side * 4})
+    side = (8192 if gpu else 4096) // (8 if small else 1)
+    rows_name = "ops/sum_rows_%dx%d/%s" % ((8192, 8192, dev) if gpu else (4096, 4096, dev))
+    w[rows_name] = (lambda: rotated(4 * side * side, lambda: (lambda a: (lambda: a.sum(1)))(torch.rand(side, side, **o))),
+                    {"bytes": side * side * 4})
+    for sm_name, fn in (("softmax", F.softmax), ("log_softmax", F.log_softmax)):
+        def softmax(fn=fn):
+            return rotated(4096 * 1000 * 4, lambda: (lambda a: (lambda: fn(a, 1)))(torch.randn(4096, 1000, **o)))
+        w["ops/%s_4096x1000/%s" % (sm_name, dev)] = (softmax, {"bytes": 4096 * 1000 * 2 * 4})
 
-    def log_softmax():
-        a = torch.randn(4096, 1000, **o)
-        return lambda: F.log_softmax(a, 1)
-    w["log_softmax_4096x1000"] = (log_softmax, {"bytes": 4096 * 1000 * 2 * 4})
+    # Tiny-op overhead (wall time per op, with and without autograd recording).
+    for name, grad in (("tiny_add", False), ("tiny_add_autograd", True)):
+        def tiny(grad=grad):
+            a, b = torch.ones(1, **o).requires_grad_(grad), torch.ones(1, **o)
+            return lambda: a + b
+        w["ops/%s/%s" % (name, dev)] = (tiny, {"host_timed": True})
 
-    for name, n in (("mm_4096", mm_big), ("mm_1024", mm_small)):
-        def mm(n=n):
-            a, b = torch.randn(n, n, **o), torch.randn(n, n, **o)
-            return lambda: torch.mm(a, b)
-        w[name] = (mm, {"flops": 2.0 * n ** 3})
+    # GEMM: ember's precisions on the GPU (fp32 = TF32 off, tf32, bf16), float32 on the CPU.
+    if gpu:
+        for prec, dtype in (("fp32", torch.float32), ("tf32", torch.float32), ("bf16", torch.bfloat16)):
+            for size in (4096, 1024):
+                def mm(size=size, dtype=dtype, prec=prec):
+                    set_tf32(prec == "tf32")
+                    el = torch.tensor([], dtype=dtype).element_size()
+                    return rotated(3 * size * size * el, lambda: (lambda a, b: (lambda: torch.mm(a, b)))(
+                        torch.randn(size, size, device=device).to(dtype), torch.randn(size, size, device=device).to(dtype)))
+                w["matmul/mm_%s_%d/cuda" % (prec, size)] = (mm, {"flops": 2.0 * size ** 3})
+        for name, (batch, fin, fout) in (("linear_b64_784x256", (64, 784, 256)),
+                                         ("linear_b512_4096x4096", (512, 4096, 4096))):
+            def linear(batch=batch, fin=fin, fout=fout):
+                x, wt, b = torch.randn(batch, fin, **o), torch.randn(fout, fin, **o), torch.randn(fout, **o)
+                return lambda: F.linear(x, wt, b)
+            w["matmul/%s/cuda" % name] = (linear, {"flops": 2.0 * batch * fin * fout})
+    else:
+        for size in (1024, 256, 64):
+            s = size // (4 if small and size > 64 else 1)
 
-    # bench/matmul.cpp BM_GpuLinear: Linear's forward with its bias.
-    for name, (batch, fin, fout) in (("linear_b64_784x256", (64, 784, 256)),
-                                     ("linear_b512_4096x4096", (512, 4096, 4096))):
-        if small:
-            batch, fin, fout = min(batch, 64), min(fin, 256), min(fout, 256)
+            def mm(s=s):
+                a, b = torch.randn(s, s, **o), torch.randn(s, s, **o)
+                return lambda: torch.mm(a, b)
+            w["matmul/mm_%d/cpu" % size] = (mm, {"flops": 2.0 * s ** 3})
 
-        def linear(batch=batch, fin=fin, fout=fout):
-            x, wt, b = torch.randn(batch, fin, **o), torch.randn(fout, fin, **o), torch.randn(fout, **o)
-            return lambda: F.linear(x, wt, b)
-        w[name] = (linear, {"flops": 2.0 * batch * fin * fout})
-
-    # bench/conv.cpp: one layer of the CNN, forward + backward, and forward alone; max pooling.
+    # Convolution layers of the CNN, forward + backward, and forward alone; max pooling.
     convs = {"b64_1to32_28x28": (64, 1, 32, 28, False), "b64_32to64_14x14": (64, 32, 64, 14, True)}
-    for tag, (batch, cin, cout, hw, input_grad) in convs.items():
+    for tag_c, (batch, cin, cout, hw, input_grad) in convs.items():
         flops = 2.0 * batch * cout * hw * hw * cin * 9
 
         def conv_fwd_bwd(batch=batch, cin=cin, cout=cout, hw=hw, input_grad=input_grad):
@@ -167,7 +237,8 @@ def workloads(device, full):
                 x.grad = wt.grad = bias.grad = None
                 F.conv2d(x, wt, bias, padding=1).backward(g)
             return step
-        w["conv2d_fwd_bwd/" + tag] = (conv_fwd_bwd, {"flops": flops * (3 if input_grad else 2), "images": batch})
+        w["conv/conv2d_fwd_bwd/%s/%s" % (tag_c, dev)] = (conv_fwd_bwd, {"flops": flops * (3 if input_grad else 2),
+                                                                         "images": batch})
 
         def conv_fwd(batch=batch, cin=cin, cout=cout, hw=hw):
             x = torch.randn(batch, cin, hw, hw, **o)
@@ -178,7 +249,7 @@ def workloads(device, full):
                 with torch.no_grad():
                     return F.conv2d(x, wt, bias, padding=1)
             return step
-        w["conv2d_fwd/" + tag] = (conv_fwd, {"flops": flops, "images": batch})
+        w["conv/conv2d_fwd/%s/%s" % (tag_c, dev)] = (conv_fwd, {"flops": flops, "images": batch})
 
         def pool(batch=batch, cout=cout, hw=hw):
             x = torch.randn(batch, cout, hw, hw, **o).requires_grad_()
@@ -188,9 +259,9 @@ def workloads(device, full):
                 x.grad = None
                 F.max_pool2d(x, 2).backward(g)
             return step
-        w["max_pool2d_fwd_bwd/b64_%dx%dx%d" % (cout, hw, hw)] = (pool, {"images": batch})
+        w["conv/max_pool2d_fwd_bwd/b64_%dx%dx%d/%s" % (cout, hw, hw, dev)] = (pool, {"images": batch})
 
-    # bench/optim.cpp: one optimizer step over ~0.5M parameters in 12 tensors.
+    # One optimizer step over ~0.5M parameters in 12 tensors (bench/optim.cpp).
     def optimizer(make):
         def setup():
             torch.manual_seed(0)
@@ -204,30 +275,32 @@ def workloads(device, full):
                 opt.step()
             return opt.step
         return setup
-    w["adam_step"] = (optimizer(lambda p: torch.optim.Adam(p, lr=1e-3)), {})
-    w["adamw_step"] = (optimizer(lambda p: torch.optim.AdamW(p, lr=1e-3)), {})
-    w["sgd_momentum_step"] = (optimizer(lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, weight_decay=5e-4)), {})
-    if device.type == "cuda":  # fused=True: torch >= 1.13 for Adam, >= 2.0 for AdamW
-        w["adam_step_fused"] = (optimizer(lambda p: torch.optim.Adam(p, lr=1e-3, fused=True)), {})
-        w["adamw_step_fused"] = (optimizer(lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)), {})
+    w["optim/adam_step/" + dev] = (optimizer(lambda p: torch.optim.Adam(p, lr=1e-3)), {})
+    w["optim/adamw_step/" + dev] = (optimizer(lambda p: torch.optim.AdamW(p, lr=1e-3)), {})
+    w["optim/sgd_momentum_step/" + dev] = (
+        optimizer(lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, weight_decay=5e-4)), {})
+    if gpu:  # fused=True: torch >= 1.13 for Adam, >= 2.0 for AdamW (a variant shown under ember's row)
+        w["optim/adam_step/cuda/fused"] = (optimizer(lambda p: torch.optim.Adam(p, lr=1e-3, fused=True)), {})
+        w["optim/adamw_step/cuda/fused"] = (optimizer(lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)), {})
 
-    # bench/train_step.cpp: forward, cross-entropy, backward, AdamW on data already on the device.
-    for batch in ((64,) if small else (64, 512)):
-        def train(batch=batch):
-            torch.manual_seed(0)
-            model = Cnn().to(device).train()
-            opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-2)
-            x = torch.randn(batch, 1, 28, 28, **o)
-            y = torch.randint(0, 10, (batch,), device=device)
+    # Training steps: forward, cross-entropy, backward, AdamW on data already on the device (bench/train_step.cpp).
+    for model_name, make_model in (("mlp", Mlp), ("cnn", Cnn)):
+        for batch in ((64,) if small else (64, 256)):
+            def train(batch=batch, make_model=make_model):
+                torch.manual_seed(0)
+                model = make_model().to(device).train()
+                opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-2)
+                x = torch.randn(batch, 1, 28, 28, **o)
+                y = torch.randint(0, 10, (batch,), device=device)
 
-            def step():
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x), y).backward()
-                opt.step()
-            for _ in range(2):
-                step()
-            return step
-        w["train_step/cnn_b%d" % batch] = (train, {"images": batch})
+                def step():
+                    opt.zero_grad(set_to_none=True)
+                    F.cross_entropy(model(x), y).backward()
+                    opt.step()
+                for _ in range(2):
+                    step()
+                return step
+            w["train_step/%s_b%d/%s" % (model_name, batch, dev)] = (train, {"images": batch})
     return w
 
 
@@ -260,7 +333,7 @@ def main():
     # cuDNN's default (heuristic algorithm choice) first, then with cudnn.benchmark for the conv workloads.
     runs = [(n, False) for n in names]
     if device.type == "cuda":
-        runs += [(n, True) for n in names if n.startswith(("conv2d", "train_step"))]
+        runs += [(n, True) for n in names if n.startswith(("conv/", "train_step/"))]
     for name, cudnn_benchmark in runs:
         if name not in w:
             print("bench_torch: unknown workload %s (have: %s)" % (name, " ".join(w)), file=sys.stderr)
@@ -269,7 +342,8 @@ def main():
         key = name + ("/cudnn_benchmark" if cudnn_benchmark else "")
         torch.backends.cudnn.benchmark = cudnn_benchmark
         try:
-            r = timer.run(setup())
+            r = timer.run(setup(), host_timed=work.get("host_timed", False))
+            set_tf32(False)
         except (RuntimeError, TypeError) as e:  # e.g. fused optimizers this torch lacks
             results[key] = {"error": str(e).splitlines()[0][:200]}
             print("%-40s skipped: %s" % (key, results[key]["error"]))
@@ -281,7 +355,7 @@ def main():
             r["GFLOP/s"] = work["flops"] / sec / 1e9
         if "images" in work:
             r["images/s"] = work["images"] / sec
-        r.update(work)
+        r.update({k: v for k, v in work.items() if k != "host_timed"})
         results[key] = r
         rate = " ".join("%s %.1f" % (k, r[k]) for k in ("GB/s", "GFLOP/s", "images/s") if k in r)
         print("%-40s %9.4f ms  (min %.4f, %d iters)  %s" % (key, r["ms"], r["ms_min"], r["iters"], rate))
