@@ -86,3 +86,40 @@ find_package(MPI REQUIRED COMPONENTS CXX)
 message(STATUS "ember: MPI ${MPI_CXX_VERSION} (${MPIEXEC_EXECUTABLE}) for process groups")
 cmake_language(DEFER CALL target_link_libraries ember PRIVATE MPI::MPI_CXX)
 
+# Note [oneDNN]
+# CPU convolution runs on oneDNN (Debian: libdnnl-dev, the library LibTorch uses on the CPU) when it is
+# there: AUTO uses it when found, ON insists on it, OFF keeps ember's own im2col + OpenBLAS path
+# (kernels/cpu/conv.cpp) for everything. ember's code is written against oneDNN 2.x's API (3.0 dropped
+# the operation descriptors) and needs its OpenMP build: oneDNN then runs in the same libgomp pool as
+# ember's loops and OpenBLAS, with the thread count ember's OpenMP settings give (Note [oneDNN
+# convolution] in kernels/cpu/onednn.cpp); a TBB or sequential build would not. PRIVATE link, found
+# again by emberConfig.cmake as MPI is.
+set(EMBER_DNNL AUTO CACHE STRING "CPU convolution through oneDNN 2.x: AUTO (when found), ON or OFF")
+set_property(CACHE EMBER_DNNL PROPERTY STRINGS AUTO ON OFF)
+if(NOT EMBER_DNNL MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "EMBER_DNNL must be AUTO, ON or OFF (got '${EMBER_DNNL}')")
+endif()
+set(EMBER_WITH_DNNL OFF)
+if(NOT EMBER_DNNL STREQUAL "OFF")
+  find_package(DNNL 2)
+  set(_ember_dnnl_why "")
+  if(NOT DNNL_FOUND)
+    set(_ember_dnnl_why "oneDNN was not found (Debian: libdnnl-dev; or set DNNL_ROOT)")
+  elseif(DNNL_VERSION VERSION_GREATER_EQUAL 3)
+    set(_ember_dnnl_why "oneDNN ${DNNL_VERSION} at ${DNNL_LIBRARY} is 3.x; ember uses the 2.x API")
+  elseif(NOT DNNL_CPU_RUNTIME STREQUAL "OMP")
+    set(_ember_dnnl_why "oneDNN at ${DNNL_LIBRARY} was built with the ${DNNL_CPU_RUNTIME} CPU runtime; ember needs OpenMP's")
+  endif()
+  if(_ember_dnnl_why STREQUAL "")
+    set(EMBER_WITH_DNNL ON)
+    message(STATUS "ember: oneDNN ${DNNL_VERSION} (${DNNL_CPU_RUNTIME} runtime, ${DNNL_LIBRARY}) for CPU convolution")
+    cmake_language(DEFER CALL target_link_libraries ember PRIVATE ember::dnnl)
+  elseif(EMBER_DNNL STREQUAL "ON")
+    message(FATAL_ERROR "EMBER_DNNL=ON but ${_ember_dnnl_why}")
+  else()
+    message(STATUS "ember: oneDNN OFF: ${_ember_dnnl_why}; CPU convolution runs im2col + OpenBLAS")
+  endif()
+  unset(_ember_dnnl_why)
+else()
+  message(STATUS "ember: oneDNN OFF (EMBER_DNNL=OFF); CPU convolution runs im2col + OpenBLAS")
+endif()

@@ -22,4 +22,5 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/emberConfig.cmake.in
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/emberConfigVersion.cmake COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/emberConfig.cmake ${PROJECT_BINARY_DIR}/emberConfigVersion.cmake
               ${PROJECT_SOURCE_DIR}/cmake/FindCUDNN.cmake ${PROJECT_SOURCE_DIR}/cmake/FindNCCL.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/FindDNNL.cmake
         DESTINATION ${EMBER_CMAKE_DIR})

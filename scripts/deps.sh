@@ -16,6 +16,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config  # toolchain
   libopenblas-openmp-dev zlib1g-dev nlohmann-json3-dev  # the library: CPU GEMM (OpenMP build), checkpoints, JSON
+  libdnnl-dev                                          # the library: CPU convolution, pooling (oneDNN, as LibTorch)
   libopenmpi-dev openmpi-bin                           # multi-process training (distributed::)
   libgtest-dev libgmock-dev libbenchmark-dev           # tests and benchmarks
   libcli11-dev dataset-fashion-mnist                   # examples: command lines, the Fashion-MNIST data

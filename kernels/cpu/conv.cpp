@@ -1,21 +1,28 @@
-// CPU convolution: per-image im2col + OpenBLAS GEMM forward and backward (Note [CPU convolution]).
+// CPU convolution: oneDNN where it takes the case, else per-image im2col + OpenBLAS GEMM (Note [CPU convolution]).
 #include "kernels/cpu/conv.h"
 
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
 #include <memory>
+#include <string>
 
+#include "kernels/cpu/onednn.h"
 #include "kernels/dispatch.h"
 
 namespace ember::cpu {
 
 // Note [CPU convolution]
+// float32 convolutions go to oneDNN (Note [oneDNN convolution] in onednn.cpp) unless
+// set_conv_algorithm / EMBER_CPU_CONV=im2col asks for this file's own path, which serves whatever
+// oneDNN declines (float64 above all) and is the reference the tests hold oneDNN to.
+//
 // im2col unfolds an image into col [K, HWo] (K = C * kH * kW; row (c, i, j), column (oh, ow)); per group g
 // the forward is the GEMM y_g [C_out/g, HWo] = W_g [C_out/g, K/g] @ col_g [K/g, HWo], and backward is
 // dW_g += dY_g @ col_g^T and dCol_g = W_g^T @ dY_g, folded back into dx by col2im (grad bias: a sum of dY
@@ -416,10 +423,31 @@ void backward_impl(const Tensor& grad_output, const Tensor& input, const Tensor&
   }
 }
 
+// -1: not read from EMBER_CPU_CONV yet.
+std::atomic<int> g_algorithm{-1};
+
 }  // namespace
+
+void set_conv_algorithm(CpuConvAlgorithm algorithm) { g_algorithm.store(static_cast<int>(algorithm)); }
+
+CpuConvAlgorithm conv_algorithm() {
+  int a = g_algorithm.load(std::memory_order_relaxed);
+  if (a < 0) {
+    const char* env = std::getenv("EMBER_CPU_CONV");
+    const std::string v = env ? env : "";
+    EMBER_CHECK(v.empty() || v == "onednn" || v == "im2col",
+                "conv2d: EMBER_CPU_CONV must be 'onednn' or 'im2col', got '", v, "'");
+    a = static_cast<int>(v == "im2col" ? CpuConvAlgorithm::kIm2col : CpuConvAlgorithm::kOneDnn);
+    int expected = -1;
+    g_algorithm.compare_exchange_strong(expected, a);
+    a = g_algorithm.load();
+  }
+  return static_cast<CpuConvAlgorithm>(a);
+}
 
 void conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& out,
                     const Conv2dParams& p) {
+  if (conv_algorithm() == CpuConvAlgorithm::kOneDnn && onednn::conv2d_forward(input, weight, bias, out, p)) return;
   const Geometry g = make_geometry(input, weight, out, p);
   dispatch_floating(input.dtype(), "conv2d", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -429,6 +457,9 @@ void conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bia
 
 void conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tensor& weight, const Conv2dParams& p,
                      const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias) {
+  if (conv_algorithm() == CpuConvAlgorithm::kOneDnn &&
+      onednn::conv2d_backward(grad_output, input, weight, p, grad_input, grad_weight, grad_bias))
+    return;
   const Geometry g = make_geometry(input, weight, grad_output, p);
   dispatch_floating(input.dtype(), "conv2d_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

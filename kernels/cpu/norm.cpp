@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
 #include "kernels/dispatch.h"
 #include "kernels/shared/cast.h"
@@ -73,6 +76,184 @@ void channel_sums(const NCS& d, std::vector<double>& out_a, std::vector<double>&
   });
 }
 
+// Note [Batch norm plane loops]
+// For an [N, C, S] input (S > 1: BatchNorm2d/3d) the float32 and float64 loops over one (n, c) plane
+// are written out below rather than through a per-element functor: the statistics keep kLanes
+// independent double accumulators per sum (one chain of dependent double adds ran at a quarter of the
+// adder's throughput, and the sums were ~10% of a Fashion-MNIST CNN step on 2 cores), and the
+// normalisation takes the channel's constants out of the loop and has no aliasing to fear, so both
+// vectorise, in AVX2/AVX-512 clones for float32 (Note [CPU ISA clones]). The sums are the same
+// shifted double sums as before, added in another order.
+constexpr int kLanes = 8;
+// kLanes doubles, and kLanes elements of the input: GCC's vector extensions, which each ISA clone lowers
+// to its own registers (4 SSE2, 2 AVX2 or 1 AVX-512 register); lane l of a sum adds elements i + l.
+typedef double Lanes __attribute__((vector_size(kLanes * sizeof(double))));
+typedef float FloatLanes __attribute__((vector_size(kLanes * sizeof(float))));
+// dst = kLanes elements from p, widened to double (vectors by reference: no ABI questions in any clone).
+template <class T>
+EMBER_ALWAYS_INLINE void load_lanes(Lanes& dst, const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    FloatLanes f;
+    std::memcpy(&f, p, sizeof(f));
+    dst = __builtin_convertvector(f, Lanes);
+  } else {
+    std::memcpy(&dst, p, sizeof(dst));
+  }
+}
+
+double lane_sum(const Lanes& v) {
+  double t = 0;
+  for (int l = 0; l < kLanes; ++l) t += v[l];
+  return t;
+}
+
+// Over x[0, n): a += sum(x - shift), q += sum((x - shift)^2).
+template <class T>
+EMBER_ALWAYS_INLINE void shifted_sums(const T* __restrict__ x, int64_t n, double shift, double& a, double& q) {
+  Lanes sa = {}, sq = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Lanes v;
+    load_lanes(v, x + i);
+    v -= shift;
+    sa += v;
+    sq += v * v;
+  }
+  double ta = 0, tq = 0;
+  for (; i < n; ++i) {
+    const double v = static_cast<double>(x[i]) - shift;
+    ta += v;
+    tq += v * v;
+  }
+  a += ta + lane_sum(sa);
+  q += tq + lane_sum(sq);
+}
+
+// Over [0, n): a += sum(dy), p += sum(dy * (x - mean)).
+template <class T>
+EMBER_ALWAYS_INLINE void grad_sums(const T* __restrict__ dy, const T* __restrict__ x, int64_t n, double mean, double& a,
+                                   double& p) {
+  Lanes sa = {}, sp = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Lanes g, v;
+    load_lanes(g, dy + i);
+    load_lanes(v, x + i);
+    sa += g;
+    sp += g * (v - mean);
+  }
+  double ta = 0, tp = 0;
+  for (; i < n; ++i) {
+    const double g = static_cast<double>(dy[i]);
+    ta += g;
+    tp += g * (static_cast<double>(x[i]) - mean);
+  }
+  a += ta + lane_sum(sa);
+  p += tp + lane_sum(sp);
+}
+
+// Channels [c0, c1) of an [N, C, S] input: the sums of Note [Batch norm statistics on the CPU].
+template <class T>
+EMBER_ALWAYS_INLINE void stats_planes(const T* x, const NCS& d, int64_t c0, int64_t c1, const double* shift, double* a,
+                                      double* q) {
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t c = c0; c < c1; ++c) shifted_sums(x + (n * d.c + c) * d.s, d.s, shift[c], a[c], q[c]);
+}
+template <class T>
+EMBER_ALWAYS_INLINE void grad_stats_planes(const T* dy, const T* x, const NCS& d, int64_t c0, int64_t c1,
+                                           const double* mean, double* a, double* p) {
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t off = (n * d.c + c) * d.s;
+      grad_sums(dy + off, x + off, d.s, mean[c], a[c], p[c]);
+    }
+}
+// Planes [i0, i1) (plane i is channel i % C): y = x * scale[c] + offset[c].
+template <class T, class C>
+EMBER_ALWAYS_INLINE void affine_planes(const T* __restrict__ x, T* __restrict__ y, const NCS& d, int64_t i0, int64_t i1,
+                                       const C* scale, const C* offset) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const C sc = scale[i % d.c], of = offset[i % d.c];
+    const T* __restrict__ xp = x + i * d.s;
+    T* __restrict__ yp = y + i * d.s;
+    for (int64_t s = 0; s < d.s; ++s) yp[s] = static_cast<T>(static_cast<C>(xp[s]) * sc + of);
+  }
+}
+// Planes [i0, i1): dx = dy * k_dy[c] - (x - m[c]) * k_x[c] + k_0[c].
+template <class T, class C>
+EMBER_ALWAYS_INLINE void grad_input_planes(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+                                           const NCS& d, int64_t i0, int64_t i1, const C* k_dy, const C* k_x,
+                                           const C* k_0, const C* m) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t c = i % d.c;
+    const C a = k_dy[c], b = k_x[c], z = k_0[c], mc = m[c];
+    const int64_t off = i * d.s;
+    for (int64_t s = 0; s < d.s; ++s)
+      dx[off + s] = static_cast<T>(static_cast<C>(dy[off + s]) * a - (static_cast<C>(x[off + s]) - mc) * b + z);
+  }
+}
+
+EMBER_ISA_CLONES void stats_planes_f32(const float* x, const NCS& d, int64_t c0, int64_t c1, const double* shift,
+                                       double* a, double* q) {
+  stats_planes(x, d, c0, c1, shift, a, q);
+}
+EMBER_ISA_CLONES void grad_stats_planes_f32(const float* dy, const float* x, const NCS& d, int64_t c0, int64_t c1,
+                                            const double* mean, double* a, double* p) {
+  grad_stats_planes(dy, x, d, c0, c1, mean, a, p);
+}
+EMBER_ISA_CLONES void affine_planes_f32(const float* x, float* y, const NCS& d, int64_t i0, int64_t i1,
+                                        const float* scale, const float* offset) {
+  affine_planes(x, y, d, i0, i1, scale, offset);
+}
+EMBER_ISA_CLONES void grad_input_planes_f32(const float* dy, const float* x, float* dx, const NCS& d, int64_t i0,
+                                            int64_t i1, const float* k_dy, const float* k_x, const float* k_0,
+                                            const float* m) {
+  grad_input_planes(dy, x, dx, d, i0, i1, k_dy, k_x, k_0, m);
+}
+void stats_range(const float* x, const NCS& d, int64_t c0, int64_t c1, const double* shift, double* a, double* q) {
+  stats_planes_f32(x, d, c0, c1, shift, a, q);
+}
+void stats_range(const double* x, const NCS& d, int64_t c0, int64_t c1, const double* shift, double* a, double* q) {
+  stats_planes(x, d, c0, c1, shift, a, q);
+}
+void grad_stats_range(const float* dy, const float* x, const NCS& d, int64_t c0, int64_t c1, const double* mean,
+                      double* a, double* p) {
+  grad_stats_planes_f32(dy, x, d, c0, c1, mean, a, p);
+}
+void grad_stats_range(const double* dy, const double* x, const NCS& d, int64_t c0, int64_t c1, const double* mean,
+                      double* a, double* p) {
+  grad_stats_planes(dy, x, d, c0, c1, mean, a, p);
+}
+void affine_range(const float* x, float* y, const NCS& d, int64_t i0, int64_t i1, const float* scale,
+                  const float* offset) {
+  affine_planes_f32(x, y, d, i0, i1, scale, offset);
+}
+void affine_range(const double* x, double* y, const NCS& d, int64_t i0, int64_t i1, const double* scale,
+                  const double* offset) {
+  affine_planes(x, y, d, i0, i1, scale, offset);
+}
+void grad_input_range(const float* dy, const float* x, float* dx, const NCS& d, int64_t i0, int64_t i1,
+                      const float* k_dy, const float* k_x, const float* k_0, const float* m) {
+  grad_input_planes_f32(dy, x, dx, d, i0, i1, k_dy, k_x, k_0, m);
+}
+void grad_input_range(const double* dy, const double* x, double* dx, const NCS& d, int64_t i0, int64_t i1,
+                      const double* k_dy, const double* k_x, const double* k_0, const double* m) {
+  grad_input_planes(dy, x, dx, d, i0, i1, k_dy, k_x, k_0, m);
+}
+
+// float32 and float64 [N, C, S > 1] inputs take the plane loops above.
+template <class T>
+constexpr bool kPlaneLoops = std::is_same_v<T, float> || std::is_same_v<T, double>;
+
+// Plane-loop versions of channel_sums (statistics and gradient sums) and channel_map.
+void plane_stats(const NCS& d, std::vector<double>& out_a, std::vector<double>& out_b,
+                 const std::function<void(int64_t, int64_t, double*, double*)>& range) {
+  out_a.assign(static_cast<size_t>(d.c), 0.0);
+  out_b.assign(static_cast<size_t>(d.c), 0.0);
+  parallel_for(d.c, channel_grain(d), [&](int64_t c0, int64_t c1) { range(c0, c1, out_a.data(), out_b.data()); });
+}
+int64_t plane_grain(const NCS& d) { return std::max<int64_t>(1, kParallelGrain / d.s); }
+
 // out[i] = f(i, c) over every element, parallel over rows ([N, C]) or planes ([N, C, S]).
 template <class T, class F>
 void channel_map(const NCS& d, T* out, F f) {
@@ -111,11 +292,20 @@ void bn_forward_typed(const Tensor& input, const Tensor& weight, const Tensor& b
     const double count = static_cast<double>(d.n * d.s);
     std::vector<double> shift(static_cast<size_t>(d.c)), sum, sq;
     for (int64_t c = 0; c < d.c; ++c) shift[c] = static_cast<double>(x[c * d.s]);
-    channel_sums(d, sum, sq, [&](int64_t i, int64_t c, double& a, double& q) {
-      const double v = static_cast<double>(x[i]) - shift[c];
-      a += v;
-      q += v * v;
-    });
+    if constexpr (kPlaneLoops<T>) {
+      if (d.s > 1) {  // Note [Batch norm plane loops]
+        plane_stats(d, sum, sq, [&](int64_t c0, int64_t c1, double* a, double* q) {
+          stats_range(x, d, c0, c1, shift.data(), a, q);
+        });
+      }
+    }
+    if (!(kPlaneLoops<T> && d.s > 1)) {
+      channel_sums(d, sum, sq, [&](int64_t i, int64_t c, double& a, double& q) {
+        const double v = static_cast<double>(x[i]) - shift[c];
+        a += v;
+        q += v * v;
+      });
+    }
     for (int64_t c = 0; c < d.c; ++c) {
       const double m = shift[c] + sum[c] / count;
       const double m2 = std::max(0.0, sq[c] - sum[c] * sum[c] / count);  // sum of squared deviations
@@ -136,6 +326,13 @@ void bn_forward_typed(const Tensor& input, const Tensor& weight, const Tensor& b
   for (int64_t c = 0; c < d.c; ++c) {
     scale[c] = static_cast<C>(invstd[c]) * (w ? static_cast<C>(w[c]) : C(1));
     offset[c] = (b ? static_cast<C>(b[c]) : C(0)) - static_cast<C>(mean[c]) * scale[c];
+  }
+  if constexpr (kPlaneLoops<T>) {
+    if (d.s > 1) {  // Note [Batch norm plane loops]
+      parallel_for(d.n * d.c, plane_grain(d),
+                   [&](int64_t i0, int64_t i1) { affine_range(x, y, d, i0, i1, scale.data(), offset.data()); });
+      return;
+    }
   }
   channel_map(d, y, [&](int64_t i, int64_t c) { return cast_value<T>(static_cast<C>(x[i]) * scale[c] + offset[c]); });
 }
@@ -160,11 +357,22 @@ void bn_backward_typed(const Tensor& grad_out, const Tensor& input, const Tensor
   // Per channel: sum(dy) and sum(dy * (x - mean)), needed by dx in training and by dw/db.
   std::vector<double> sum_dy, sum_dy_xmu;
   if ((dx && training) || dw || db) {
-    channel_sums(d, sum_dy, sum_dy_xmu, [&](int64_t i, int64_t c, double& a, double& p) {
-      const double g = static_cast<double>(dy[i]);
-      a += g;
-      p += g * (static_cast<double>(x[i]) - static_cast<double>(mean[c]));
-    });
+    if constexpr (kPlaneLoops<T>) {
+      if (d.s > 1) {  // Note [Batch norm plane loops]
+        std::vector<double> mean_d(static_cast<size_t>(d.c));
+        for (int64_t c = 0; c < d.c; ++c) mean_d[c] = static_cast<double>(mean[c]);
+        plane_stats(d, sum_dy, sum_dy_xmu, [&](int64_t c0, int64_t c1, double* a, double* p) {
+          grad_stats_range(dy, x, d, c0, c1, mean_d.data(), a, p);
+        });
+      }
+    }
+    if (!(kPlaneLoops<T> && d.s > 1)) {
+      channel_sums(d, sum_dy, sum_dy_xmu, [&](int64_t i, int64_t c, double& a, double& p) {
+        const double g = static_cast<double>(dy[i]);
+        a += g;
+        p += g * (static_cast<double>(x[i]) - static_cast<double>(mean[c]));
+      });
+    }
     for (int64_t c = 0; c < d.c; ++c) {
       if (dw) dw[c] = cast_value<T>(sum_dy_xmu[c] * static_cast<double>(invstd[c]));
       if (db) db[c] = cast_value<T>(sum_dy[c]);
@@ -183,6 +391,14 @@ void bn_backward_typed(const Tensor& grad_out, const Tensor& input, const Tensor
     if (training) {
       k_x[c] = static_cast<C>(sum_dy_xmu[c] / count * is * is * scale);
       k_0[c] = static_cast<C>(-sum_dy[c] / count * scale);
+    }
+  }
+  if constexpr (kPlaneLoops<T>) {
+    if (d.s > 1) {  // Note [Batch norm plane loops]
+      parallel_for(d.n * d.c, plane_grain(d), [&](int64_t i0, int64_t i1) {
+        grad_input_range(dy, x, dx, d, i0, i1, k_dy.data(), k_x.data(), k_0.data(), m.data());
+      });
+      return;
     }
   }
   channel_map(d, dx, [&](int64_t i, int64_t c) {

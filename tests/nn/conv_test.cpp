@@ -1,10 +1,16 @@
 // conv2d (op and nn::functional) and nn::Conv2d: known values, gradcheck, printing, bad input, CUDA vs CPU.
 #include "kernels/conv.h"
 
+#include <omp.h>
+
 #include <cmath>
+#include <random>
 #include <sstream>
+#include <thread>
 #include <vector>
 
+#include "kernels/cpu/conv.h"
+#include "kernels/cpu/onednn.h"
 #include "nn/functional/conv.h"
 #include "nn/layers/conv.h"
 #include "tests/testing.h"
@@ -363,6 +369,246 @@ TEST(ConvCpuThreadingTest, ImagesOverThreadsMatchesSerial) {
   openblas_set_num_threads(saved);
   for (size_t i = 0; i < serial.size(); ++i)
     EXPECT_TRUE(all_close(threaded[i], serial[i], 1e-5, 1e-4)) << "output " << i;
+}
+
+// ---- oneDNN and the im2col reference (Note [oneDNN convolution]) -------------------------------------
+
+// Runs the CPU convolutions of its lifetime with one algorithm, then puts back the one before.
+class ConvAlgorithmScope {
+ public:
+  explicit ConvAlgorithmScope(cpu::CpuConvAlgorithm a) : saved_(cpu::conv_algorithm()) { cpu::set_conv_algorithm(a); }
+  ~ConvAlgorithmScope() { cpu::set_conv_algorithm(saved_); }
+  ConvAlgorithmScope(const ConvAlgorithmScope&) = delete;
+  ConvAlgorithmScope& operator=(const ConvAlgorithmScope&) = delete;
+
+ private:
+  cpu::CpuConvAlgorithm saved_;
+};
+
+struct ConvGeometry {
+  std::vector<int64_t> x, w, stride, padding, dilation;
+  int64_t groups;
+  bool bias;
+};
+
+std::ostream& operator<<(std::ostream& os, const ConvGeometry& c) {
+  return os << "input " << IntArrayRef(c.x) << " weight " << IntArrayRef(c.w) << " stride " << IntArrayRef(c.stride)
+            << " padding " << IntArrayRef(c.padding) << " dilation " << IntArrayRef(c.dilation) << " groups "
+            << c.groups << (c.bias ? " bias" : "");
+}
+
+// Output, then the input, weight and bias gradients (undefined when not asked for) of conv2d on copies of
+// x, w, b, with `g` as the output gradient; `input_grad` says whether x needs one.
+std::vector<Tensor> conv_fwd_bwd(const ConvGeometry& c, const Tensor& x, const Tensor& w, const Tensor& b,
+                                 const Tensor& g, bool input_grad = true) {
+  const Tensor xl = input_grad ? x.detach().requires_grad_() : x.detach(), wl = w.detach().requires_grad_();
+  const Tensor bl = c.bias ? b.detach().requires_grad_() : Tensor();
+  const Tensor y = conv2d(xl, wl, bl, c.stride, c.padding, c.dilation, c.groups);
+  y.backward(g);
+  return {y, input_grad ? xl.grad() : Tensor(), wl.grad(), c.bias ? bl.grad() : Tensor()};
+}
+
+int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+// Random geometries: odd sizes, strides, paddings, dilations, groups (depthwise included), rectangular
+// and 1x1 kernels, batch 1, with and without bias; plus the Fashion-MNIST CNN's two layers.
+std::vector<ConvGeometry> random_geometries(int count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto pick = [&](int lo, int hi) { return static_cast<int64_t>(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  std::vector<ConvGeometry> out = {
+      {{64, 1, 28, 28}, {32, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, false},
+      {{64, 32, 14, 14}, {64, 32, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, false},
+      {{2, 8, 9, 9}, {8, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 8, true},  // depthwise
+      {{3, 16, 7, 5}, {24, 16, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, true},
+  };
+  while (static_cast<int>(out.size()) < count) {
+    ConvGeometry c;
+    const int64_t groups = pick(1, 3), cg = pick(1, 7), mg = pick(1, 7), kh = pick(1, 5), kw = pick(1, 5);
+    c.stride = {pick(1, 3), pick(1, 3)};
+    c.padding = {pick(0, 3), pick(0, 3)};
+    c.dilation = {pick(1, 3), pick(1, 2)};
+    c.groups = groups;
+    c.bias = pick(0, 1) == 1;
+    c.x = {pick(1, 5), groups * cg, pick(1, 17), pick(1, 19)};
+    c.w = {groups * mg, cg, kh, kw};
+    if (c.x[2] + 2 * c.padding[0] < c.dilation[0] * (kh - 1) + 1 ||
+        c.x[3] + 2 * c.padding[1] < c.dilation[1] * (kw - 1) + 1)
+      continue;  // the kernel does not fit the padded input
+    out.push_back(c);
+  }
+  return out;
+}
+
+// oneDNN's float32 results against the im2col path's, in float32 and in float64 (so that oneDNN is held
+// to the exact answer, not only to another float32 sum), forward and all three gradients.
+TEST(ConvOneDnnTest, MatchesIm2colOnRandomGeometries) {
+  if (!cpu::onednn::compiled()) GTEST_SKIP() << "ember was built without oneDNN (EMBER_DNNL)";
+  manual_seed(21);
+  int taken = 0;
+  const std::vector<ConvGeometry> cases = random_geometries(80, 21);
+  for (const ConvGeometry& c : cases) {
+    const Tensor x = randn(c.x), w = randn(c.w) * 0.3, b = c.bias ? randn({c.w[0]}) : Tensor();
+    const int64_t ho = conv_out_size(c.x[2], c.w[2], c.stride[0], c.padding[0], c.dilation[0]);
+    const int64_t wo = conv_out_size(c.x[3], c.w[3], c.stride[1], c.padding[1], c.dilation[1]);
+    const Tensor g = randn({c.x[0], c.w[0], ho, wo});
+    std::vector<Tensor> ref32, ref64, got;
+    {
+      ConvAlgorithmScope im2col(cpu::CpuConvAlgorithm::kIm2col);
+      ref32 = conv_fwd_bwd(c, x, w, b, g);
+      ref64 = conv_fwd_bwd(c, x.to(kFloat64), w.to(kFloat64), c.bias ? b.to(kFloat64) : Tensor(), g.to(kFloat64));
+    }
+    {
+      ConvAlgorithmScope onednn(cpu::CpuConvAlgorithm::kOneDnn);
+      got = conv_fwd_bwd(c, x, w, b, g);
+      if (!cpu::onednn::last_forward_impl().empty()) ++taken;
+    }
+    // Each result is a float32 sum of `terms` products of unit-scale numbers, added in another order by
+    // each path: C_in/groups * kH * kW for the output and the input gradient, N * H_out * W_out for the
+    // weight and bias gradients (50176 for the CNN's first layer).
+    const double k_terms = static_cast<double>(c.w[1] * c.w[2] * c.w[3]);
+    const double terms[] = {k_terms, static_cast<double>(c.w[0] / c.groups * c.w[2] * c.w[3]),
+                            static_cast<double>(c.x[0] * ho * wo), static_cast<double>(c.x[0] * ho * wo)};
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (!got[i].defined()) continue;
+      const double atol = 1e-4 + 1e-6 * terms[i];
+      EXPECT_TRUE(all_close(got[i], ref32[i], 1e-4, atol)) << "output " << i << " of " << c;
+      EXPECT_TRUE(all_close(got[i], ref64[i].to(kFloat32), 1e-4, atol))
+          << "output " << i << " of " << c << " (float64)";
+    }
+  }
+  // oneDNN 2.6 takes every float32 geometry here; a decline would be correct (the im2col path runs) but slow.
+  EXPECT_EQ(taken, static_cast<int>(cases.size()));
+}
+
+TEST(ConvOneDnnTest, FirstLayerWithoutInputGradient) {
+  // The CNN's first layer: only the weight gradient is asked for.
+  if (!cpu::onednn::compiled()) GTEST_SKIP() << "ember was built without oneDNN (EMBER_DNNL)";
+  manual_seed(22);
+  const ConvGeometry c{{17, 1, 28, 28}, {32, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true};
+  const Tensor x = randn(c.x), w = randn(c.w), b = randn({32}), g = randn({17, 32, 28, 28});
+  std::vector<Tensor> ref, got;
+  {
+    ConvAlgorithmScope im2col(cpu::CpuConvAlgorithm::kIm2col);
+    ref = conv_fwd_bwd(c, x, w, b, g, false);
+  }
+  {
+    ConvAlgorithmScope onednn(cpu::CpuConvAlgorithm::kOneDnn);
+    got = conv_fwd_bwd(c, x, w, b, g, false);
+  }
+  EXPECT_FALSE(got[1].defined());
+  for (size_t i : {0, 2, 3}) EXPECT_TRUE(all_close(got[i], ref[i], 1e-4, 0.05)) << "output " << i;  // 13328 terms
+}
+
+TEST(ConvOneDnnTest, Float64AndReducedPrecisionGoToIm2col) {
+  // oneDNN 2.6 has no float64 convolution: float64 (every gradcheck) runs the im2col path, bit for bit.
+  manual_seed(23);
+  const ConvGeometry c{{2, 4, 7, 6}, {6, 2, 3, 2}, {2, 1}, {1, 2}, {1, 2}, 2, true};
+  const Tensor x = randn(c.x, kFloat64), w = randn(c.w, kFloat64), b = randn({6}, kFloat64);
+  const Tensor g = randn({2, 6, 4, 8}, kFloat64);  // H_out = (7 + 2 - 3) / 2 + 1, W_out = (6 + 4 - 3) / 1 + 1
+  cpu::onednn::clear_cache();
+  std::vector<Tensor> got;
+  {
+    ConvAlgorithmScope onednn(cpu::CpuConvAlgorithm::kOneDnn);
+    got = conv_fwd_bwd(c, x, w, b, g);
+    EXPECT_EQ(cpu::onednn::cached_plans(), 0u);
+    EXPECT_EQ(cpu::onednn::last_forward_impl(), "");
+  }
+  std::vector<Tensor> ref;
+  {
+    ConvAlgorithmScope im2col(cpu::CpuConvAlgorithm::kIm2col);
+    ref = conv_fwd_bwd(c, x, w, b, g);
+  }
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(all_close(got[i], ref[i], 0, 0)) << "output " << i;
+}
+
+TEST(ConvOneDnnTest, ReferencePathCanBeForced) {
+  if (!cpu::onednn::compiled()) GTEST_SKIP() << "ember was built without oneDNN (EMBER_DNNL)";
+  const Tensor x = randn({2, 3, 8, 8}), w = randn({4, 3, 3, 3});
+  cpu::onednn::clear_cache();
+  {
+    ConvAlgorithmScope im2col(cpu::CpuConvAlgorithm::kIm2col);
+    EXPECT_EQ(cpu::conv_algorithm(), cpu::CpuConvAlgorithm::kIm2col);
+    conv2d(x, w, {}, 1, 1);
+    EXPECT_EQ(cpu::onednn::cached_plans(), 0u);
+  }
+  ConvAlgorithmScope onednn(cpu::CpuConvAlgorithm::kOneDnn);
+  conv2d(x, w, {}, 1, 1);
+  EXPECT_EQ(cpu::onednn::cached_plans(), 1u);  // one forward plan, built once
+  conv2d(x, w, {}, 1, 1);
+  EXPECT_EQ(cpu::onednn::cached_plans(), 1u);
+  EXPECT_FALSE(cpu::onednn::last_forward_impl().empty());
+}
+
+TEST(ConvOneDnnTest, ThreadCountIsPartOfThePlan) {
+  // A primitive splits its work for the OpenMP thread count it was made with: fewer threads, another plan.
+  if (!cpu::onednn::compiled()) GTEST_SKIP() << "ember was built without oneDNN (EMBER_DNNL)";
+  manual_seed(24);
+  const ConvGeometry c{{8, 6, 11, 9}, {10, 6, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true};
+  const Tensor x = randn(c.x), w = randn(c.w), b = randn({10}), g = randn({8, 10, 11, 9});
+  ConvAlgorithmScope onednn(cpu::CpuConvAlgorithm::kOneDnn);
+  cpu::onednn::clear_cache();
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<Tensor> one = conv_fwd_bwd(c, x, w, b, g);
+  const size_t plans_one = cpu::onednn::cached_plans();
+  omp_set_num_threads(std::max(2, saved));
+  const std::vector<Tensor> many = conv_fwd_bwd(c, x, w, b, g);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(plans_one, 3u);  // forward, input gradient, weight gradient
+  EXPECT_EQ(cpu::onednn::cached_plans(), 6u);
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(all_close(many[i], one[i], 1e-4, 1e-4)) << "output " << i;
+}
+
+TEST(ConvOneDnnTest, ConcurrentCallsShareThePlans) {
+  // DataParallel runs replicas' forward and backward on several threads at once: one plan, many callers.
+  manual_seed(25);
+  const ConvGeometry c{{6, 5, 12, 10}, {7, 5, 3, 3}, {2, 1}, {1, 1}, {1, 1}, 1, true};
+  const Tensor x = randn(c.x), w = randn(c.w), b = randn({7}), g = randn({6, 7, 6, 10});
+  ConvAlgorithmScope onednn(cpu::CpuConvAlgorithm::kOneDnn);
+  const std::vector<Tensor> ref = conv_fwd_bwd(c, x, w, b, g);
+  constexpr int kThreads = 4, kRounds = 20;
+  std::vector<int> bad(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRounds; ++r) {
+        const std::vector<Tensor> got = conv_fwd_bwd(c, x, w, b, g);
+        for (size_t i = 0; i < got.size(); ++i)
+          if (!all_close(got[i], ref[i], 1e-5, 1e-5)) ++bad[t];
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(bad[t], 0) << "thread " << t;
+}
+
+TEST(ConvOneDnnTest, InsideAnOpenMPRegionRunsIm2col) {
+  // A plan made for N threads would run on one inside a parallel region: oneDNN declines such calls.
+  manual_seed(26);
+  const ConvGeometry c{{3, 4, 9, 9}, {5, 4, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true};
+  const Tensor x = randn(c.x), w = randn(c.w), b = randn({5}), g = randn({3, 5, 9, 9});
+  std::vector<Tensor> ref;
+  {
+    ConvAlgorithmScope im2col(cpu::CpuConvAlgorithm::kIm2col);
+    ref = conv_fwd_bwd(c, x, w, b, g);
+  }
+  ConvAlgorithmScope onednn(cpu::CpuConvAlgorithm::kOneDnn);
+  std::vector<Tensor> got;
+  std::string impl = "unset";
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp master
+    {
+      got = conv_fwd_bwd(c, x, w, b, g);
+      impl = cpu::onednn::last_forward_impl();
+    }
+  }
+  if (omp_get_max_threads() > 1) {
+    EXPECT_EQ(impl, "");
+  }
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(all_close(got[i], ref[i], 1e-5, 1e-5)) << "output " << i;
 }
 
 // ---- nn::Conv2d --------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 // Tests of batch_norm / layer_norm and BatchNorm1d, BatchNorm2d, LayerNorm: PyTorch 1.13 values, gradcheck, printing, bad input.
-#include <sstream>
-
 #include "kernels/norm.h"
+
+#include <sstream>
+#include <vector>
+
 #include "nn/functional/norm.h"
 #include "nn/layers/norm.h"
 #include "tests/testing.h"
@@ -226,6 +228,34 @@ TEST_P(NormTest, FloatKernelsAgreeWithDouble) {
   EXPECT_TRUE(all_close(batch_norm(x32, {}, {}, {}, {}, true, 0.1, 1e-5),
                         batch_norm(x64, {}, {}, {}, {}, true, 0.1, 1e-5).to(kFloat32), 1e-3, 1e-3));
   EXPECT_TRUE(all_close(layer_norm(x32, {7}), layer_norm(x64, {7}).to(kFloat32), 1e-3, 1e-3));
+}
+
+TEST_P(NormTest, BatchNormFloatPlaneLoopsAgreeWithDouble) {
+  // Plane sizes around the 8-lane blocks of Note [Batch norm plane loops] (tails of 0-7 elements), a mean
+  // far from zero, training and eval, forward and every gradient.
+  manual_seed(41);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{
+           {5, 3, 1, 7}, {4, 6, 2, 4}, {3, 5, 3, 3}, {6, 4, 17}, {2, 3, 5, 7}, {9, 2, 14, 14}, {2, 4, 2, 3, 5}}) {
+    for (bool training : {true, false}) {
+      const int64_t c = shape[1];
+      const Tensor x64 = randn(shape, opts(kFloat64)) * 2.0 + 50.0;
+      const Tensor w64 = randn({c}, opts(kFloat64)), b64 = randn({c}, opts(kFloat64));
+      const Tensor rm64 = randn({c}, opts(kFloat64)) + 50.0, rv64 = rand({c}, opts(kFloat64)) * 3.0 + 1.0;
+      const Tensor g64 = randn(shape, opts(kFloat64));
+      auto run = [&](DType dt) {
+        const Tensor x = x64.to(dt).requires_grad_(), w = w64.to(dt).requires_grad_(), b = b64.to(dt).requires_grad_();
+        const Tensor rm = rm64.to(dt), rv = rv64.to(dt);
+        const Tensor y = batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5);
+        y.backward(g64.to(dt));
+        return std::vector<Tensor>{y, x.grad(), w.grad(), b.grad(), rm, rv};
+      };
+      const std::vector<Tensor> f32 = run(kFloat32), f64 = run(kFloat64);
+      const char* names[] = {"output", "input grad", "weight grad", "bias grad", "running mean", "running var"};
+      for (size_t i = 0; i < f32.size(); ++i)
+        EXPECT_TRUE(all_close(f32[i], f64[i].to(kFloat32), 1e-3, 1e-3))
+            << names[i] << " of shape " << IntArrayRef(shape) << (training ? " training" : " eval");
+    }
+  }
 }
 
 // Compares the CUDA backend with the CPU: instantiated on cuda:0 only.

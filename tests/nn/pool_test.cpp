@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 #include <sstream>
 #include <vector>
 
@@ -263,6 +264,88 @@ TEST_P(PoolTestCuda, CudaMatchesCpu) {
 
 EMBER_INSTANTIATE_DEVICE_TESTS(PoolTest);
 EMBER_INSTANTIATE_CUDA_TESTS(PoolTestCuda);
+
+// ---- the 2x2 max-pooling loops (Note [2x2 max pooling]) ----------------------------------------------
+
+// max_pool2d(x, 2) by PyTorch's loop: windows in row-major order, a strictly greater value or a NaN wins.
+void reference_max_pool_2x2(const std::vector<double>& x, int64_t planes, int64_t h, int64_t w, std::vector<double>& y,
+                            std::vector<int64_t>& idx) {
+  const int64_t oh_n = h / 2, ow_n = w / 2;
+  y.assign(static_cast<size_t>(planes * oh_n * ow_n), 0.0);
+  idx.assign(y.size(), 0);
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t oh = 0; oh < oh_n; ++oh)
+      for (int64_t ow = 0; ow < ow_n; ++ow) {
+        double best = -std::numeric_limits<double>::infinity();
+        int64_t bi = 2 * oh * w + 2 * ow;
+        for (int64_t i = 2 * oh; i < 2 * oh + 2; ++i)
+          for (int64_t j = 2 * ow; j < 2 * ow + 2; ++j) {
+            const double v = x[static_cast<size_t>(p * h * w + i * w + j)];
+            if (v > best || std::isnan(v)) {
+              best = v;
+              bi = i * w + j;
+            }
+          }
+        y[static_cast<size_t>((p * oh_n + oh) * ow_n + ow)] = best;
+        idx[static_cast<size_t>((p * oh_n + oh) * ow_n + ow)] = bi;
+      }
+}
+
+TEST(MaxPool2x2Test, MatchesPyTorchsLoopOnEveryRowWidth) {
+  // Row widths 1-20 windows (odd input sizes leave a row and column out) cover the one-window loop, the
+  // 4-lane and 8-lane blocks and their overlapping last block; values are drawn from {-1, 0, 1, NaN, -inf}
+  // so that ties, NaNs and -inf windows are common.
+  std::mt19937 rng(31);
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  const double levels[] = {-1.0, 0.0, 1.0, nan, -inf};
+  std::discrete_distribution<int> pick({30, 30, 30, 3, 2});
+  for (DType dtype : {kFloat32, kFloat64}) {
+    for (int64_t w = 2; w <= 41; ++w) {
+      const int64_t h = 2 + (w * 7) % 9, planes = 3;
+      std::vector<double> xv(static_cast<size_t>(planes * h * w));
+      for (double& v : xv) v = levels[pick(rng)];
+      const Tensor x = tensor(xv).view({1, planes, h, w}).to(dtype);
+      auto [y, i] = max_pool2d_with_indices(x, 2);
+      std::vector<double> ry;
+      std::vector<int64_t> ri;
+      reference_max_pool_2x2(xv, planes, h, w, ry, ri);
+      ASSERT_EQ(y.sizes(), IntArrayRef({1, planes, h / 2, w / 2}));
+      const std::vector<double> yv = y.to_vector<double>();
+      const std::vector<int64_t> iv = i.to_vector<int64_t>();
+      int bad = 0;
+      for (size_t k = 0; k < yv.size(); ++k) {
+        const bool same = (std::isnan(yv[k]) && std::isnan(ry[k])) || yv[k] == ry[k];
+        if (!same || iv[k] != ri[k]) ++bad;
+      }
+      EXPECT_EQ(bad, 0) << dtype << " input " << h << "x" << w;
+      // The backward pass routes each output's gradient to its index.
+      const Tensor xl = x.detach().requires_grad_();
+      const Tensor g = randn(y.sizes(), TensorOptions(dtype));
+      max_pool2d(xl, 2).backward(g);
+      std::vector<double> expected(xv.size(), 0.0);
+      const std::vector<double> gv = g.to_vector<double>();
+      for (size_t k = 0; k < gv.size(); ++k) {
+        const int64_t plane = static_cast<int64_t>(k) / ((h / 2) * (w / 2));
+        expected[static_cast<size_t>(plane * h * w + ri[k])] += gv[k];
+      }
+      EXPECT_TRUE(values_are(xl.grad(), {1, planes, h, w}, expected, 0, 0)) << dtype << " input " << h << "x" << w;
+    }
+  }
+}
+
+TEST(MaxPool2x2Test, LargeBatchOverThreadsMatchesReference) {
+  // The CNN's shapes: planes spread over OpenMP threads.
+  manual_seed(32);
+  for (int64_t hw : {28, 14}) {
+    const Tensor x = randn({64, 32, hw, hw});
+    auto [y, i] = max_pool2d_with_indices(x, 2);
+    std::vector<double> ry;
+    std::vector<int64_t> ri;
+    reference_max_pool_2x2(x.to_vector<double>(), 64 * 32, hw, hw, ry, ri);
+    EXPECT_EQ(y.to_vector<double>(), ry);
+    EXPECT_EQ(i.to_vector<int64_t>(), ri);
+  }
+}
 
 // ---- layers: printing and Flatten --------------------------------------------------------------------
 
