@@ -11,7 +11,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # The main job and its default arguments: the CNN on Fashion-MNIST, 5 epochs (about 92% test accuracy;
-# about 3 minutes on a 2-core CPU), with the metrics written next to the build.
+# about 1.5 minutes on a 2-core CPU), with the metrics written next to the build.
 main_target=fashion_mnist
 main_args=(--model cnn --epochs 5 --metrics-json "$build_dir/fashion_mnist_metrics.json")
 
