@@ -85,6 +85,20 @@ set(MPI_CXX_SKIP_MPICXX ON)
 find_package(MPI REQUIRED COMPONENTS CXX)
 message(STATUS "ember: MPI ${MPI_CXX_VERSION} (${MPIEXEC_EXECUTABLE}) for process groups")
 cmake_language(DEFER CALL target_link_libraries ember PRIVATE MPI::MPI_CXX)
+# How tests and examples launch ranks: EMBER_MPIEXEC_FLAGS after `-np N`, EMBER_MPI_TEST_ENV for CTest's
+# ENVIRONMENT. For Open MPI: shared memory between the ranks (vader), no core binding (other jobs share the
+# cores), more ranks than cores allowed, root allowed (containers); one OpenMP thread per rank always.
+set(EMBER_MPIEXEC_FLAGS ${MPIEXEC_PREFLAGS})
+set(EMBER_MPI_TEST_ENV OMP_NUM_THREADS=1)
+execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE _ember_mpiexec_version ERROR_QUIET
+                TIMEOUT 30)
+set(EMBER_MPI_IS_OPEN_MPI OFF)
+if(_ember_mpiexec_version MATCHES "Open MPI|OpenRTE")
+  set(EMBER_MPI_IS_OPEN_MPI ON)
+  list(APPEND EMBER_MPIEXEC_FLAGS --oversubscribe --bind-to none --mca btl self,vader)
+  list(APPEND EMBER_MPI_TEST_ENV OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
+endif()
+unset(_ember_mpiexec_version)
 
 # Note [oneDNN]
 # CPU convolution runs on oneDNN (Debian: libdnnl-dev, the library LibTorch uses on the CPU) when it is
