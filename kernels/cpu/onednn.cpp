@@ -396,6 +396,18 @@ bool conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tenso
   return true;
 }
 
+bool sgemm(bool trans_a, bool trans_b, int64_t n, int64_t m, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  // dnnl_sgemm is row-major (as cblas with CblasRowMajor) and safe to call from several threads at once;
+  // inside an OpenMP parallel region it runs on the calling thread.
+  const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', n, m, k, alpha, a, lda, b, ldb, beta,
+                                      c, ldc);
+  EMBER_CHECK(st == dnnl_success, "matmul: oneDNN's sgemm failed with status ", static_cast<int>(st), " for [", n,
+              ", ", k, "] x [", k, ", ", m, "] (lda ", lda, ", ldb ", ldb, ", ldc ", ldc,
+              "); EMBER_CPU_GEMM=openblas runs OpenBLAS instead");
+  return true;
+}
+
 size_t cached_plans() {
   Context& ctx = context();
   std::lock_guard<std::mutex> lock(ctx.mutex);

@@ -1,7 +1,8 @@
-// oneDNN behind ember's CPU convolution: the entry points (each may decline a case) and its primitive cache.
+// oneDNN behind ember's CPU convolution and float32 GEMM: the entry points (each may decline a case) and its primitive cache.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "kernels/conv.h"
@@ -24,6 +25,12 @@ bool conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bia
                     const Conv2dParams& p);
 bool conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tensor& weight, const Conv2dParams& p,
                      const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias);
+
+// Row-major float32 GEMM through oneDNN's sgemm: c[n, m] = alpha * op(a)[n, k] op(b)[k, m] + beta * c, op
+// transposing when asked, leading dimensions as BLAS's. beta == 0 ignores c's contents. Returns false,
+// having written nothing, without oneDNN; throws ember::Error when oneDNN reports a failure.
+bool sgemm(bool trans_a, bool trans_b, int64_t n, int64_t m, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // The primitive cache (Note [oneDNN convolution]): how many plans it holds (declined geometries
 // included), and emptying it (tests; plans in use stay alive until their calls return).

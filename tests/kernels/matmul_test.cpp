@@ -5,6 +5,8 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/cpu/blas.h"
+#include "kernels/cpu/onednn.h"
 #include "kernels/ops.h"
 #include "runtime/cuda/cuda.h"
 #include "runtime/cuda/stream.h"
@@ -260,6 +262,63 @@ TEST_P(MatmulTest, Errors) {
                      "float64", "float32");
   EXPECT_EMBER_ERROR(addmm(randn({4}, opts()), randn({2, 3}, opts()), randn({5, 4}, opts())),
                      "addmm: shapes [2, 3] and [5, 4] cannot be multiplied");
+}
+
+// ---- oneDNN's sgemm and OpenBLAS (Note [CPU GEMM libraries] in kernels/cpu/blas.cpp) -----------------
+
+// Runs the CPU float32 products of its lifetime on one library, then puts back the one before.
+class GemmLibraryScope {
+ public:
+  explicit GemmLibraryScope(cpu::CpuGemmLibrary l) : saved_(cpu::gemm_library()) { cpu::set_gemm_library(l); }
+  ~GemmLibraryScope() { cpu::set_gemm_library(saved_); }
+  GemmLibraryScope(const GemmLibraryScope&) = delete;
+  GemmLibraryScope& operator=(const GemmLibraryScope&) = delete;
+
+ private:
+  cpu::CpuGemmLibrary saved_;
+};
+
+// float32 products on oneDNN against OpenBLAS's and against the float64 loops: every transpose
+// combination (views, not copies), padded leading dimensions, batches small enough for the OpenMP split
+// and large enough for a threaded GEMM, addmm's beta and alpha, and beta == 0 over an output of NaNs.
+TEST(MatmulCpuLibraries, OneDnnMatchesOpenBlasAndFloat64) {
+  if (!cpu::onednn::compiled()) GTEST_SKIP() << "ember was built without oneDNN (EMBER_DNNL)";
+  manual_seed(5);
+  struct Case {
+    int64_t batch, n, k, m;
+    bool ta, tb;
+  };
+  const std::vector<Case> cases = {{1, 64, 784, 256, false, true},  {1, 256, 64, 784, true, false},
+                                   {1, 64, 256, 10, false, true},   {1, 7, 5, 3, true, true},
+                                   {1, 200, 300, 250, false, false}, {64, 8, 9, 7, false, false},
+                                   {3, 33, 17, 29, true, true},      {1, 2, 1, 2, false, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " n " << c.n << " k " << c.k << " m " << c.m << " ta "
+                                    << c.ta << " tb " << c.tb);
+    // A transposed operand is the transpose of a stored [.., k, n] (or [.., m, k]) tensor; row-major ones are
+    // column slices of a wider tensor, so their leading dimension exceeds their width.
+    const Tensor a = c.ta ? randn({c.batch, c.k, c.n}).transpose(1, 2) : randn({c.batch, c.n, c.k + 3}).narrow(2, 1, c.k);
+    const Tensor b = c.tb ? randn({c.batch, c.m, c.k}).transpose(1, 2) : randn({c.batch, c.k, c.m + 2}).narrow(2, 0, c.m);
+    const Tensor ref = reference_matmul(a, b);
+    Tensor onednn, openblas;
+    {
+      GemmLibraryScope s(cpu::CpuGemmLibrary::kOpenBlas);
+      openblas = bmm(a, b);
+    }
+    {
+      GemmLibraryScope s(cpu::CpuGemmLibrary::kOneDnn);
+      onednn = bmm(a, b);
+    }
+    const double tol = 1e-5 * std::sqrt(static_cast<double>(c.k));
+    EXPECT_TRUE(all_close(onednn, ref, tol, tol));
+    EXPECT_TRUE(all_close(onednn, openblas, tol, tol));
+  }
+  GemmLibraryScope s(cpu::CpuGemmLibrary::kOneDnn);
+  const Tensor a = randn({5, 6}), b = randn({6, 4}), self = randn({5, 4});
+  EXPECT_TRUE(all_close(addmm(self, a, b, 0.5, 2.0),
+                        self.to(kFloat64) * 0.5 + reference_matmul(a, b) * 2.0, 1e-5, 1e-5));
+  const Tensor nan_self = full({5, 4}, std::numeric_limits<double>::quiet_NaN());
+  EXPECT_TRUE(all_close(addmm(nan_self, a, b, 0, 1), reference_matmul(a, b), 1e-5, 1e-5));
 }
 
 TEST(MatmulDevices, LogicalCpuDeviceMismatch) {
