@@ -129,6 +129,8 @@ size_t idx_element_size(uint8_t type_code) {
 
 int64_t IdxArray::numel() const {
   int64_t n = 1;
+  for (int64_t d : dims)
+    if (d == 0) return 0;  // before the product of the other dims can overflow
   for (int64_t d : dims) n *= d;
   return n;
 }
@@ -174,6 +176,9 @@ IdxArray read_idx(const std::string& path, int64_t max_bytes) {
     out.dims.push_back(d);
     overflow = overflow || __builtin_mul_overflow(numel, d, &numel);
   }
+  // A zero dim makes the product 0 even when the dims before it overflowed on the way.
+  for (int64_t d : out.dims)
+    if (d == 0) numel = 0, overflow = false;
   int64_t nbytes = 0;
   overflow = overflow || __builtin_mul_overflow(numel, static_cast<int64_t>(elem), &nbytes);
   std::string dims_str;

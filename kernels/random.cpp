@@ -1,4 +1,6 @@
 // Random ops: rand, randn, randint, randperm, uniform_, normal_, bernoulli_ (Note [Random streams]).
+#include "kernels/shared/random.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -7,7 +9,6 @@
 #include "kernels/dispatch.h"
 #include "kernels/ops.h"
 #include "kernels/shared/cast.h"
-#include "kernels/shared/random.h"
 #include "runtime/autograd/node.h"
 #include "runtime/cuda/cuda.h"
 #include "runtime/random.h"
@@ -61,7 +62,8 @@ Tensor& uniform_(Tensor& self, double from, double to) {
       using T = typename decltype(tag)::type;
       using C = compute_t<T>;
       const int per = rnd::per_block<C>();
-      auto [seed, offset] = default_generator(t.device()).reserve(blocks_for(t.numel(), per));
+      const auto reserved = default_generator(t.device()).reserve(blocks_for(t.numel(), per));
+      const auto seed = reserved.first, offset = reserved.second;  // plain names: lambdas capture them
       if (t.is_cuda()) {
         cuda::uniform_(t, from, to, seed, offset);
         return;
@@ -89,7 +91,8 @@ Tensor& normal_(Tensor& self, double mean, double std) {
       using T = typename decltype(tag)::type;
       using C = compute_t<T>;
       const int per = rnd::per_block<C>();
-      auto [seed, offset] = default_generator(t.device()).reserve(blocks_for(t.numel(), per));
+      const auto reserved = default_generator(t.device()).reserve(blocks_for(t.numel(), per));
+      const auto seed = reserved.first, offset = reserved.second;  // plain names: lambdas capture them
       if (t.is_cuda()) {
         cuda::normal_(t, mean, std, seed, offset);
         return;
@@ -110,7 +113,8 @@ Tensor& normal_(Tensor& self, double mean, double std) {
 Tensor& bernoulli_(Tensor& self, double p) {
   EMBER_CHECK(p >= 0 && p <= 1, "bernoulli_: expects 0 <= p <= 1, got ", p);
   return fill_contiguous("bernoulli_", self, [&](const Tensor& t) {
-    auto [seed, offset] = default_generator(t.device()).reserve(blocks_for(t.numel(), 4));
+    const auto reserved = default_generator(t.device()).reserve(blocks_for(t.numel(), 4));
+    const auto seed = reserved.first, offset = reserved.second;  // plain names: lambdas capture them
     if (t.is_cuda()) {
       cuda::bernoulli_(t, p, seed, offset);
       return;
@@ -140,13 +144,16 @@ Tensor randn(IntArrayRef sizes, const TensorOptions& options) {
   return t;
 }
 
-Tensor randint(int64_t high, IntArrayRef sizes, const TensorOptions& options) { return randint(0, high, sizes, options); }
+Tensor randint(int64_t high, IntArrayRef sizes, const TensorOptions& options) {
+  return randint(0, high, sizes, options);
+}
 
 Tensor randint(int64_t low, int64_t high, IntArrayRef sizes, const TensorOptions& options) {
   EMBER_CHECK(low < high, "randint: expects low < high, got low=", low, " high=", high);
   Tensor t = empty(sizes, options.dtype_or(kInt64));
   if (t.numel() == 0) return t;
-  auto [seed, offset] = default_generator(t.device()).reserve(blocks_for(t.numel(), 2));
+  const auto reserved = default_generator(t.device()).reserve(blocks_for(t.numel(), 2));
+  const auto seed = reserved.first, offset = reserved.second;  // plain names: lambdas capture them
   if (t.is_cuda()) {
     if (t.dtype() == kInt64) {
       cuda::randint_(t, low, high, seed, offset);
@@ -158,8 +165,9 @@ Tensor randint(int64_t low, int64_t high, IntArrayRef sizes, const TensorOptions
   }
   dispatch_numeric(t.dtype(), "randint", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    cpu_fill_blocks<T, int64_t, 2>(static_cast<T*>(t.raw_data()), t.numel(), offset,
-                                   [&](uint64_t counter, int64_t* v) { rnd::randint_block(seed, counter, low, high, v); });
+    cpu_fill_blocks<T, int64_t, 2>(static_cast<T*>(t.raw_data()), t.numel(), offset, [&](uint64_t counter, int64_t* v) {
+      rnd::randint_block(seed, counter, low, high, v);
+    });
   });
   return t;
 }
@@ -170,7 +178,8 @@ Tensor randperm(int64_t n, const TensorOptions& options) {
   std::vector<int64_t> perm(static_cast<size_t>(n));
   std::iota(perm.begin(), perm.end(), int64_t{0});
   if (n > 1) {
-    auto [seed, offset] = default_generator(options.device()).reserve(blocks_for(n, 2));
+    const auto reserved = default_generator(options.device()).reserve(blocks_for(n, 2));
+    const auto seed = reserved.first, offset = reserved.second;  // plain names: lambdas capture them
     for (int64_t i = n - 1; i > 0; --i) {
       int64_t r[2];
       const int64_t k = n - 1 - i;  // draw index

@@ -95,15 +95,20 @@ DimVector infer_size(const char* op, IntArrayRef sizes, int64_t numel) {
   DimVector out(sizes);
   int64_t known = 1;
   int infer = -1;
+  bool overflow = false, zero = false;
   for (size_t i = 0; i < sizes.size(); ++i) {
     if (sizes[i] == -1) {
       EMBER_CHECK(infer < 0, op, ": only one dimension can be -1 in the shape ", sizes);
       infer = static_cast<int>(i);
     } else {
       EMBER_CHECK(sizes[i] >= 0, op, ": invalid size ", sizes[i], " in the shape ", sizes);
-      known *= sizes[i];
+      zero = zero || sizes[i] == 0;
+      overflow = __builtin_mul_overflow(known, sizes[i], &known) || overflow;
     }
   }
+  if (zero) known = 0;
+  // More elements than int64 holds can never match (a zero size anywhere makes the product 0).
+  EMBER_CHECK(!overflow || zero, op, ": shape ", sizes, " is invalid for input of size ", numel);
   if (infer >= 0) {
     EMBER_CHECK(known != 0 && numel % known == 0, op, ": shape ", sizes, " is invalid for input of size ", numel);
     out[static_cast<size_t>(infer)] = numel / known;
@@ -230,6 +235,17 @@ Tensor transpose(const Tensor& t, int64_t dim0, int64_t dim1) {
   return permute(t, perm);
 }
 
+// t's storage offset moved by index * stride. Only an empty tensor can have strides whose products pass int64
+// (a real one addresses memory): its offset addresses nothing, and stays.
+int64_t view_offset(const Tensor& t, int64_t index, int64_t stride) {
+  int64_t moved = 0, out = 0;
+  if (!__builtin_mul_overflow(index, stride, &moved) && !__builtin_add_overflow(t.storage_offset(), moved, &out))
+    return out;
+  EMBER_ASSERT(t.numel() == 0, "view offset ", t.storage_offset(), " + ", index, " * ", stride,
+               " overflows for a tensor of ", t.numel(), " elements");
+  return t.storage_offset();
+}
+
 Tensor slice(const Tensor& t, int64_t dim, int64_t start, int64_t end, int64_t step) {
   EMBER_CHECK(t.dim() > 0, "slice: cannot slice a 0-d tensor");
   const int64_t d = wrap_dim("slice", dim, t.dim());
@@ -241,9 +257,17 @@ Tensor slice(const Tensor& t, int64_t dim, int64_t start, int64_t end, int64_t s
   start = std::clamp<int64_t>(start, 0, size);
   end = std::clamp<int64_t>(end, start, size);
   DimVector sizes(t.sizes()), strides(t.strides());
-  sizes[d] = (end - start + step - 1) / step;
-  strides[d] = t.stride(d) * step;
-  Tensor out = alias_with(t, sizes, strides, t.storage_offset() + start * t.stride(d));
+  // end - start <= size, so the count cannot overflow. stride * step can for a huge step, which leaves at most
+  // one element, or for an empty tensor's saturated strides (contiguous_strides): the input's stride is kept.
+  sizes[d] = end == start ? 0 : (end - start - 1) / step + 1;
+  if (sizes[d] <= 1) {
+    strides[d] = t.stride(d);  // one element or none: the step moves nothing (and a huge one would overflow)
+  } else if (__builtin_mul_overflow(t.stride(d), step, &strides[d])) {
+    EMBER_CHECK(t.numel() == 0, "slice: stride ", t.stride(d), " times step ", step, " overflows int64 (dim ", d,
+                " of shape ", t.sizes(), ")");
+    strides[d] = t.stride(d);  // an empty tensor's (saturated) strides address nothing
+  }
+  Tensor out = alias_with(t, sizes, strides, view_offset(t, start, t.stride(d)));
   if (!autograd::needs_grad(t)) return out;
   auto node = std::make_shared<SliceBackward>();
   node->input_sizes = t.sizes();
@@ -259,7 +283,8 @@ Tensor narrow(const Tensor& t, int64_t dim, int64_t start, int64_t length) {
   const int64_t d = wrap_dim("narrow", dim, t.dim());
   const int64_t size = t.size(d);
   if (start < 0) start += size;
-  EMBER_CHECK(start >= 0 && length >= 0 && start + length <= size, "narrow: start ", start, " and length ", length,
+  EMBER_CHECK(start >= 0 && length >= 0 && start <= size && length <= size - start, "narrow: start ", start,
+              " and length ", length,
               " exceed dim ", d, " of size ", size, " (shape ", t.sizes(), ")");
   return slice(t, d, start, start + length, 1);
 }
@@ -274,7 +299,7 @@ Tensor select(const Tensor& t, int64_t dim, int64_t index) {
   DimVector sizes(t.sizes()), strides(t.strides());
   sizes.erase(static_cast<size_t>(d));
   strides.erase(static_cast<size_t>(d));
-  Tensor out = alias_with(t, sizes, strides, t.storage_offset() + index * t.stride(d));
+  Tensor out = alias_with(t, sizes, strides, view_offset(t, index, t.stride(d)));
   if (!autograd::needs_grad(t)) return out;
   auto node = std::make_shared<SelectBackward>();
   node->input_sizes = t.sizes();
@@ -286,7 +311,8 @@ Tensor select(const Tensor& t, int64_t dim, int64_t index) {
 Tensor unsqueeze(const Tensor& t, int64_t dim) {
   const int64_t d = wrap_dim("unsqueeze", dim, t.dim() + 1);
   DimVector sizes(t.sizes()), strides(t.strides());
-  const int64_t stride = d < t.dim() ? t.size(d) * t.stride(d) : 1;
+  int64_t stride = 1;  // the new dim has size 1: its stride only keeps contiguous tensors contiguous
+  if (d < t.dim() && __builtin_mul_overflow(t.size(d), t.stride(d), &stride)) stride = 1;
   sizes.insert(static_cast<size_t>(d), 1);
   strides.insert(static_cast<size_t>(d), stride);
   Tensor out = alias_with(t, sizes, strides, t.storage_offset());

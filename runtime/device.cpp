@@ -42,7 +42,8 @@ Device::Device(const std::string& spec) {
   const char* last = spec.data() + spec.size();
   long value = -1;
   auto [ptr, ec] = std::from_chars(first, last, value);
-  if (first == last || ec != std::errc() || ptr != last || value < 0) bad();
+  // Digits only: from_chars also takes a leading '-', which would let "cpu:-0" through as cpu:0.
+  if (first == last || *first < '0' || *first > '9' || ec != std::errc() || ptr != last) bad();
   if (value >= index_limit(type_)) throw_bad_index(type_, value, "'" + spec + "'");
   index_ = static_cast<int16_t>(value);
 }

@@ -2,6 +2,7 @@
 #include "runtime/tensor.h"
 
 #include <cstring>
+#include <limits>
 
 #include "kernels/dispatch.h"
 #include "runtime/autograd/meta.h"
@@ -18,7 +19,11 @@ TensorImpl::TensorImpl(StoragePtr st, IntArrayRef sz, IntArrayRef strd, int64_t 
 TensorImpl::~TensorImpl() = default;
 
 void TensorImpl::refresh() {
-  numel = product(sizes);
+  numel = product(sizes);  // throws past int64
+  if (numel == 0) {        // (and the running product below then stays within numel)
+    contiguous = true;
+    return;
+  }
   bool c = true;
   int64_t expected = 1;
   for (size_t i = sizes.size(); i-- > 0;) {
@@ -29,7 +34,7 @@ void TensorImpl::refresh() {
     }
     expected *= sizes[i];
   }
-  contiguous = c || numel == 0;
+  contiguous = c;
 }
 
 DimVector contiguous_strides(IntArrayRef sizes) {
@@ -37,14 +42,22 @@ DimVector contiguous_strides(IntArrayRef sizes) {
   int64_t acc = 1;
   for (size_t i = sizes.size(); i-- > 0;) {
     s[i] = acc;
-    acc *= std::max<int64_t>(sizes[i], 1);
+    // Past int64 only for a shape with a zero size somewhere (numel is checked), whose strides address
+    // nothing: saturate rather than overflow. The view ops check their own stride and offset arithmetic
+    // (kernels/views.cpp), so such strides never wrap around.
+    if (__builtin_mul_overflow(acc, std::max<int64_t>(sizes[i], 1), &acc)) acc = std::numeric_limits<int64_t>::max();
   }
   return s;
 }
 
 int64_t product(IntArrayRef r) {
   int64_t p = 1;
-  for (int64_t v : r) p *= v;
+  bool overflow = false;
+  for (int64_t v : r) {
+    if (v == 0) return 0;
+    overflow = __builtin_mul_overflow(p, v, &p) || overflow;
+  }
+  EMBER_CHECK(!overflow, "numel: the shape ", r, " has more elements than int64 can count");
   return p;
 }
 

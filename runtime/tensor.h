@@ -55,7 +55,9 @@ struct TensorImpl {
   // Recomputes numel and contiguity after sizes/strides changed.
   void refresh();
   void* data() const {
-    return static_cast<char*>(storage->data()) + offset * static_cast<int64_t>(element_size(dtype));
+    char* base = static_cast<char*>(storage->data());
+    // An empty view may sit at an offset into an empty storage, whose data is null: no arithmetic on null.
+    return base == nullptr ? nullptr : base + offset * static_cast<int64_t>(element_size(dtype));
   }
 };
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/isa.h"
@@ -79,7 +80,6 @@ struct Lanes<8> {
   typedef float F __attribute__((vector_size(8 * sizeof(float))));
   typedef int32_t I __attribute__((vector_size(8 * sizeof(int32_t))));
   typedef int64_t L __attribute__((vector_size(8 * sizeof(int64_t))));
-  static constexpr I kEven = {0, 2, 4, 6, 8, 10, 12, 14}, kOdd = {1, 3, 5, 7, 9, 11, 13, 15};
   static constexpr L kStep = {0, 2, 4, 6, 8, 10, 12, 14};
 };
 template <>
@@ -87,9 +87,16 @@ struct Lanes<4> {
   typedef float F __attribute__((vector_size(4 * sizeof(float))));
   typedef int32_t I __attribute__((vector_size(4 * sizeof(int32_t))));
   typedef int64_t L __attribute__((vector_size(4 * sizeof(int64_t))));
-  static constexpr I kEven = {0, 2, 4, 6}, kOdd = {1, 3, 5, 7};
   static constexpr L kStep = {0, 2, 4, 6};
 };
+
+// Lanes 2i + Odd of the concatenation of x and y: the even (Odd = 0) or odd columns of two vectors of a
+// row. __builtin_shufflevector is in GCC (12 and later) and clang alike.
+// (Operands by reference: 32-byte vectors passed or returned by value change the ABI without AVX.)
+template <int Odd, class F, size_t... I>
+EMBER_ALWAYS_INLINE void deinterleave(const F& x, const F& y, F& out, std::index_sequence<I...>) {
+  out = __builtin_shufflevector(x, y, static_cast<int>(2 * I + Odd)...);
+}
 
 // W windows: rows r0 and r1 from the windows' first column, the first window at flat position i0.
 template <int W>
@@ -101,8 +108,11 @@ EMBER_ALWAYS_INLINE void max_2x2_block(const float* r0, const float* r1, float* 
   std::memcpy(&r0b, r0 + W, sizeof(r0b));
   std::memcpy(&r1a, r1, sizeof(r1a));
   std::memcpy(&r1b, r1 + W, sizeof(r1b));
-  const typename V::F a = __builtin_shuffle(r0a, r0b, V::kEven), b = __builtin_shuffle(r0a, r0b, V::kOdd);
-  const typename V::F c = __builtin_shuffle(r1a, r1b, V::kEven), d = __builtin_shuffle(r1a, r1b, V::kOdd);
+  typename V::F a, b, c, d;
+  deinterleave<0>(r0a, r0b, a, std::make_index_sequence<W>{});
+  deinterleave<1>(r0a, r0b, b, std::make_index_sequence<W>{});
+  deinterleave<0>(r1a, r1b, c, std::make_index_sequence<W>{});
+  deinterleave<1>(r1a, r1b, d, std::make_index_sequence<W>{});
   const typename V::I zero = {};
   typename V::F best = a;
   typename V::I which = zero;

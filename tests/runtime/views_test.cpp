@@ -1,4 +1,6 @@
 // Tests of view ops: shapes, strides, storage sharing, and their errors.
+#include <limits>
+
 #include "tests/testing.h"
 
 namespace ember {
@@ -88,6 +90,30 @@ TEST_P(ViewsTest, NarrowSliceSelect) {
   EXPECT_EMBER_ERROR(a.select(0, 4), "select", "index 4", "size 4");
   EXPECT_EMBER_ERROR(a.slice(0, 0, 2, 0), "slice", "step");
   EXPECT_EMBER_ERROR(scalar_tensor(1, opts()).select(0, 0), "select", "0-d");
+}
+
+// Shapes at the edge of int64 (found by fuzz/fuzz_shapes.cpp; its reproducers are in fuzz/regressions/shapes):
+// the checks themselves must not overflow, and a numel past int64 is an error, as in PyTorch.
+TEST_P(ViewsTest, SizesNearTheInt64LimitAreCheckedWithoutOverflow) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  Tensor a = iota({3});
+  EXPECT_EMBER_ERROR(a.narrow(0, 1, kMax), "narrow", "exceed");
+  EXPECT_EMBER_ERROR(a.narrow(0, 4, 0), "narrow", "exceed");
+  EXPECT_EQ(a.narrow(0, 3, 0).sizes(), IntArrayRef({0}));
+  // A step past the end leaves one element (start), whatever its size.
+  EXPECT_TRUE(values_are(a.slice(0, 1, 3, kMax), {1}, {1}));
+  EXPECT_TRUE(values_are(a.slice(0, 0, kMax, int64_t{1} << 62), {1}, {0}));
+  EXPECT_EQ(a.slice(0, 2, 2, kMax).sizes(), IntArrayRef({0}));
+  EXPECT_EMBER_ERROR(a.view({int64_t{1} << 40, int64_t{1} << 40, -1}), "view", "invalid for input of size 3");
+  EXPECT_EMBER_ERROR(a.reshape({int64_t{1} << 40, int64_t{1} << 40, 3}), "reshape", "invalid for input of size 3");
+  EXPECT_EQ(empty({0}, opts()).view({int64_t{1} << 40, int64_t{1} << 40, 0}).numel(), 0);
+  EXPECT_EMBER_ERROR(iota({1, 1}).expand({int64_t{1} << 40, int64_t{1} << 40}), "numel", "int64");
+  EXPECT_EQ(iota({1, 1}).expand({int64_t{1} << 40, 0}).numel(), 0);
+  // An empty view at an offset into an empty storage reads as empty.
+  Tensor e = empty({0}, opts());
+  Tensor v = e.as_strided({0}, {1}, 5);
+  EXPECT_EQ(v.to_vector<float>().size(), 0u);
+  EXPECT_EQ(v.contiguous().numel(), 0);
 }
 
 TEST_P(ViewsTest, SqueezeUnsqueezeExpand) {
