@@ -70,6 +70,7 @@ ember_find_nvcc() {
   command -v nvcc 2>/dev/null || echo "${CUDACXX:-}"
 }
 
+# ember_configure [CMAKE ARGS...]: configures $build_dir; arguments are added after the usual ones.
 ember_configure() {
   local nvcc cuda
   nvcc="$(ember_find_nvcc)"
@@ -90,7 +91,7 @@ ember_configure() {
   fi
   # shellcheck disable=SC2206  # EMBER_CMAKE_ARGS is split on spaces on purpose
   args+=(${EMBER_CMAKE_ARGS:-})
-  cmake "${args[@]}"
+  cmake "${args[@]}" "$@"
 }
 
 # ember_build [TARGET...]: builds the given targets (everything when none).

@@ -20,6 +20,7 @@ packages=(
   libopenmpi-dev openmpi-bin                           # multi-process training (distributed::)
   libgtest-dev libgmock-dev libbenchmark-dev           # tests and benchmarks
   libcli11-dev dataset-fashion-mnist                   # examples: command lines, the Fashion-MNIST data
+  clang libclang-rt-dev libomp-dev                     # the fuzzers (libFuzzer, clang's sanitizer runtimes, OpenMP)
 )
 if [[ "${EMBER_WITH_TORCH:-0}" == "1" ]]; then
   packages+=(libtorch-dev)  # the oracle tests compare ember with LibTorch 1.13

@@ -6,6 +6,8 @@
 #   scripts/test.sh                 everything
 #   scripts/test.sh -LE cuda        arguments go to ctest: here, skip the GPU tests
 #   scripts/test.sh -R Tensor       only tests whose name matches
+# Then the sanitizer builds (scripts/sanitize.sh asan, tsan) and the fuzzers (scripts/fuzz.sh); the ctest
+# arguments apply only to the main build's run. EMBER_SANITIZERS=0 skips them.
 # Knobs (EMBER_BUILD_DIR, EMBER_CUDA, EMBER_JOBS, EMBER_WITH_TORCH, ...): see scripts/common.sh.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -23,3 +25,12 @@ phase test
 # Tests are mostly single-threaded and short; one per core keeps both cores busy. Each test has its own
 # timeout (set in CMake), so a hang fails that test instead of stalling CI.
 ctest --test-dir "$build_dir" --output-on-failure --parallel "$build_jobs" --no-tests=error "$@"
+
+# The sanitizer builds and the fuzzers (CPU-only, each in its own build directory; EMBER_SANITIZERS=0 skips
+# them, e.g. for a quick local run): ASan + UBSan over the whole suite, TSan over the threaded suites, and
+# every fuzz target for EMBER_FUZZ_SECONDS (default 20) from the committed corpus.
+if [[ "${EMBER_SANITIZERS:-1}" != "0" ]]; then
+  EMBER_SKIP_DEPS=1 "$ember_root/scripts/sanitize.sh" asan
+  EMBER_SKIP_DEPS=1 "$ember_root/scripts/sanitize.sh" tsan
+  EMBER_SKIP_DEPS=1 "$ember_root/scripts/fuzz.sh" "${EMBER_FUZZ_SECONDS:-20}"
+fi

@@ -17,6 +17,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
 #include "kernels/dispatch.h"
 #include "kernels/shared/cast.h"
@@ -135,11 +136,8 @@ EMBER_ALWAYS_INLINE void forward_row(const T* xr, T* yr, int64_t n, bool log) {
 // no clone fuses a*b+c and every clone rounds the same way. log_softmax over 4096x1000 float32 on 2
 // cores (bench_torch_compare): 5.1 ms with SSE2 only, 2.3 ms with AVX2, 1.6-1.9 ms with AVX-512, where
 // LibTorch 1.13 takes 1.8-2.0 ms.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define EMBER_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define EMBER_ISA_CLONES
-#endif
+// EMBER_ISA_CLONES is defined in kernels/cpu/isa.h; sanitizer builds define it empty (their runtime is not up
+// yet when the loader runs the clones' ifunc resolvers, cmake/EmberSanitizers.cmake).
 
 EMBER_ISA_CLONES void forward_rows_f32(const float* x, float* y, int64_t b, int64_t e, int64_t n, bool log) {
   for (int64_t r = b; r < e; ++r) forward_row(x + r * n, y + r * n, n, log);
