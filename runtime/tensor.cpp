@@ -43,8 +43,9 @@ DimVector contiguous_strides(IntArrayRef sizes) {
   for (size_t i = sizes.size(); i-- > 0;) {
     s[i] = acc;
     // Past int64 only for a shape with a zero size somewhere (numel is checked), whose strides address
-    // nothing: saturate rather than overflow. The view ops check their own stride and offset arithmetic
-    // (kernels/views.cpp), so such strides never wrap around.
+    // nothing: saturate rather than overflow. The view ops check their own stride and offset arithmetic on
+    // them (kernels/views.cpp); other arithmetic on such strides (the byte strides of kernels/iter.cpp) is an
+    // open finding of fuzz/fuzz_shapes.cpp.
     if (__builtin_mul_overflow(acc, std::max<int64_t>(sizes[i], 1), &acc)) acc = std::numeric_limits<int64_t>::max();
   }
   return s;
