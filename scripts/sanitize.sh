@@ -44,8 +44,8 @@ if [[ "$mode" == asan ]]; then
   build_dir="${EMBER_ASAN_BUILD_DIR:-$ember_root/build-asan}"
   cmake_args=("${common_cmake[@]}" "-DEMBER_SANITIZE=address;undefined")
   targets=()   # everything the suite runs
-  # detect_leaks: LSan runs at every exit; leaks inside Open MPI's and OpenBLAS's own one-time set-up are
-  # suppressed by library name (scripts/sanitizers/lsan.supp), never ember's.
+  # detect_leaks: LSan runs at every exit, with no suppressions (scripts/sanitizers/lsan.supp is empty).
+  # Processes under mpirun run without it (cmake/EmberSanitizers.cmake: Open MPI's unloaded plugins).
   export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1:abort_on_error=0:halt_on_error=1:print_summary=1"
   export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
