@@ -142,6 +142,9 @@ struct Row {
   std::optional<double> efficiency;
   double comm_ms = 0, exposed_ms = 0;
   std::optional<double> comm_hidden;
+  // DDP runs: the bare module's step at the same batch, ended by a small all-reduce, timed between
+  // the DDP steps (Note [Interleaved bare steps]).
+  std::optional<double> bare_sync_ms;
   double images_per_sec() const { return step_ms > 0 ? static_cast<double>(global_batch) / (step_ms / 1e3) : 0; }
 };
 
@@ -158,6 +161,7 @@ json row_json(const Row& r) {
   j["comm_ms"] = r.comm_ms;
   j["exposed_ms"] = r.exposed_ms;
   j["comm_hidden"] = r.comm_hidden ? json(*r.comm_hidden) : json(nullptr);
+  if (r.bare_sync_ms) j["bare_sync_ms"] = *r.bare_sync_ms;
   return j;
 }
 
@@ -173,6 +177,7 @@ Row row_from(const json& j) {
   r.comm_ms = j.value("comm_ms", 0.0);
   r.exposed_ms = j.value("exposed_ms", 0.0);
   if (j.contains("comm_hidden") && !j.at("comm_hidden").is_null()) r.comm_hidden = j.at("comm_hidden").get<double>();
+  if (j.contains("bare_sync_ms")) r.bare_sync_ms = j.at("bare_sync_ms").get<double>();
   return r;
 }
 
@@ -427,7 +432,21 @@ Row run_ddp(Device device, int64_t global, const std::string& scaling, const Opt
   parallel::DistributedDataParallel<Impl> ddp(net, pg);
   optim::SGD opt(net->parameters(), optim::SGDOptions(0.01).momentum(0.9));
   auto [x, y] = synthetic_batch<Model>(mine, device, 1 + static_cast<uint64_t>(pg->rank()));
-  std::vector<double> times, exposed;
+  // Note [Interleaved bare steps]
+  // After each DDP step, each rank also runs one step of a bare copy of the module (no DDP, no gradient
+  // communication) on the same batch, ended by a small all-reduce, as the final wait ends a DDP step.
+  // That is the one-device step as this host runs it while p ranks share it (cores, caches, memory
+  // bandwidth, and the scheduler's delays at each synchronisation), measured in the same seconds as the
+  // DDP steps: this host's speed drifts by tens of percent between runs minutes apart, and the two
+  // drift together. The validation takes it as the compute the model's communication adds to (Note
+  // [Ranks sharing cores]); on GPUs it is the one-device step itself.
+  manual_seed(0);
+  Model bare;
+  bare->to(device);
+  bare->train();
+  optim::SGD bare_opt(bare->parameters(), optim::SGDOptions(0.01).momentum(0.9));
+  Tensor small = ones({256}, device);
+  std::vector<double> times, exposed, bare_times;
   pg->barrier();
   for (int s = 0; s < o.warmup + o.steps; ++s) {  // the same count on every rank: collectives must match
     const auto t0 = Clock::now();
@@ -435,9 +454,18 @@ Row run_ddp(Device device, int64_t global, const std::string& scaling, const Opt
     nn::functional::cross_entropy(ddp->forward(x), y).backward();
     opt.step();
     sync(device);
+    const double t_ddp = seconds_since(t0);
+    const double e = ddp->reducer().last_finalize_seconds();
+    const auto t1 = Clock::now();
+    bare_opt.zero_grad(/*set_to_none=*/false);
+    nn::functional::cross_entropy(bare->forward(x), y).backward();
+    bare_opt.step();
+    pg->all_reduce(small);
+    sync(device);
     if (s < o.warmup) continue;
-    times.push_back(seconds_since(t0));
-    exposed.push_back(ddp->reducer().last_finalize_seconds());
+    times.push_back(t_ddp);
+    exposed.push_back(e);
+    bare_times.push_back(seconds_since(t1));
   }
   const auto& red = ddp->reducer();
   const int rounds = 10;
@@ -449,7 +477,7 @@ Row run_ddp(Device device, int64_t global, const std::string& scaling, const Opt
   }
   const double comm = seconds_since(t0) / rounds;
   // The slowest rank sets the pace: the maximum over ranks of each figure.
-  Tensor figures = tensor(std::vector<double>{median(times), mean(times), mean(exposed), comm});
+  Tensor figures = tensor(std::vector<double>{median(times), mean(times), mean(exposed), comm, median(bare_times)});
   pg->all_reduce(figures, distributed::ReduceOp::Max);
   const std::vector<double> f = figures.to_vector<double>();
   Row r;
@@ -459,11 +487,12 @@ Row run_ddp(Device device, int64_t global, const std::string& scaling, const Opt
   r.batch_per_device = scaling == "weak" ? o.batch : (global + k - 1) / k;
   r.step_ms = f[0] * 1e3;
   r.step_ms_mean = f[1] * 1e3;
-  if (k > 1) {
-    r.exposed_ms = f[2] * 1e3;
-    r.comm_ms = f[3] * 1e3;
-    r.comm_hidden = f[3] > 0 ? std::clamp(1.0 - f[2] / f[3], 0.0, 1.0) : 1.0;
-  }
+  // At one rank too: there they are what the communication path itself costs (a world of one's
+  // all-reduce still goes through the backend: the hand-off to the worker thread and back).
+  r.exposed_ms = f[2] * 1e3;
+  r.comm_ms = f[3] * 1e3;
+  if (k > 1) r.comm_hidden = f[3] > 0 ? std::clamp(1.0 - f[2] / f[3], 0.0, 1.0) : 1.0;
+  r.bare_sync_ms = f[4] * 1e3;
   return r;
 }
 
@@ -629,18 +658,24 @@ json project(const Profile& prof, double base_step, const Options& o) {
 
 // Note [Ranks sharing cores]
 // On GPUs every rank has a device of its own: compute does not slow down with p, and nothing is lost
-// to scheduling. Ranks on one host's CPU share its cores, and every DDP step ends in collectives that
-// wait for the slowest rank. The run at p ranks measures what that costs on this host with a probe that
-// knows nothing of the model (Note [Host sharing probe]): a slowdown of each rank's compute and a delay
-// per synchronising step. Without the probe the model assumes a fair scheduler: slowdown
+// to scheduling. Ranks on one host's CPU share its cores, caches and memory bandwidth, and every DDP
+// step ends in collectives that wait for the slowest rank. So the validation's compute at p ranks is
+// the bare step measured in the same run, interleaved with the DDP steps (Note [Interleaved bare
+// steps]), times DDP's own cost measured at one rank (Note [DDP's own cost]); the model adds what
+// the gradient all-reduces leave exposed. What that leaves to check is the part that carries to GPUs:
+// the all-reduce costs from the link fit, the buckets, and how much of them backward hides. Rows
+// without the interleaved step (files from before it) fall back on the busy-work probe's slowdown and
+// delay (Note [Host sharing probe]), or without that on a fair scheduler: slowdown
 // max(1, p * threads / cores) and no delay.
 struct HostSharing {
   double slowdown = 1, delay = 0;  // delay in seconds
   bool measured = false;
+  std::string source = "fair share assumed";
 };
 HostSharing host_sharing(const json& doc, int p, int threads, int cores) {
   for (const json& h : doc.value("host_sharing", json::array()))
-    if (h.at("p").get<int>() == p) return {h.at("slowdown").get<double>(), h.at("delay_ms").get<double>() / 1e3, true};
+    if (h.at("p").get<int>() == p)
+      return {h.at("slowdown").get<double>(), h.at("delay_ms").get<double>() / 1e3, true, "busy-work probe"};
   return {std::max(1.0, static_cast<double>(p) * threads / std::max(1, cores)), 0.0, false};
 }
 
@@ -680,53 +715,77 @@ json validate(const json& doc, const std::vector<Profile>& profiles, const Optio
       if (r.devices == k && r.scaling == kind) return &r;
     return nullptr;
   };
+  // Note [DDP's own cost]
+  // DDP's own cost (gradient hooks, the copies into the buckets and back, the hand-off to the MPI worker
+  // at the final wait) comes from the one-rank run of the same kind: its DDP step over the bare step
+  // interleaved with it, as a factor on the bare step at p ranks. Files from before the interleaved
+  // steps: the one-rank DDP step over the bare profile's step, on the profile's step.
   const Row* weak1 = measured(1, "weak");
   const Profile* weak_prof = weak1 ? profile_for(profiles, weak1->batch_per_device) : nullptr;
-  // The wrapper's own cost, from one device: the measured DDP step over the bare profile's step.
-  const double wrapper = weak1 && weak_prof && weak_prof->step > 0 ? weak1->step_ms / 1e3 / weak_prof->step : 1.0;
-  say("DDP's own cost at one rank: x%.3f over the bare step; ranks sharing cores (Note [Ranks sharing cores]):",
-      wrapper);
-  for (int p = 2; p <= 64; ++p) {
-    const HostSharing h = host_sharing(doc, p, threads, cores);
-    if (h.measured) say(" %d ranks: compute x%.2f, +%.2f ms per step (measured);", p, h.slowdown, h.delay * 1e3);
+  const double old_wrapper = weak1 && weak_prof && weak_prof->step > 0 ? weak1->step_ms / 1e3 / weak_prof->step : 1.0;
+  auto own_cost = [&](const Row& r) -> std::optional<double> {
+    const Row* one = measured(1, r.scaling);
+    if (!one || !one->bare_sync_ms || !r.bare_sync_ms || *one->bare_sync_ms <= 0) return std::nullopt;
+    return one->step_ms / *one->bare_sync_ms;
+  };
+  say("DDP's own cost at one rank (Note [DDP's own cost]):");
+  for (const char* kind : {"weak", "strong"}) {
+    const Row* one = measured(1, kind);
+    if (one && one->bare_sync_ms)
+      say(" %s (batch %lld) x%.3f over the interleaved bare step;", kind, static_cast<long long>(one->batch_per_device),
+          one->step_ms / *one->bare_sync_ms);
   }
   say("\n");
-  say("%-7s %7s %9s %12s %13s %8s %15s %16s %s\n", "scaling", "devices", "batch/dev", "measured ms", "projected ms",
-      "error", "measured hidden", "projected hidden", "verdict");
+  say("%-7s %7s %9s %12s %9s %13s %8s %15s %16s %s\n", "scaling", "devices", "batch/dev", "measured ms", "bare ms",
+      "projected ms", "error", "measured hidden", "projected hidden", "verdict");
   json vrows = json::array();
   bool all_ok = true;
   int checked = 0;
   for (const Row& r : rows) {
     const Profile* prof = profile_for(profiles, r.batch_per_device);
     if (!prof) continue;
-    const HostSharing h = r.devices > 1 ? host_sharing(doc, r.devices, threads, cores) : HostSharing{};
-    const double slow = h.slowdown;
-    const double base = r.devices == 1 ? r.step_ms / 1e3 : prof->step * wrapper;
+    const std::optional<double> own = own_cost(r);
+    HostSharing h;
+    double base = r.step_ms / 1e3;  // one rank: the measured step
+    if (r.devices > 1 && own) {
+      // Note [Ranks sharing cores]: compute = the interleaved bare step x DDP's own cost, written as the
+      // profile's step (its bucket times) slowed by the factor that makes it so.
+      h.slowdown = *r.bare_sync_ms / 1e3 / prof->step;
+      h.measured = true;
+      h.source = "interleaved bare step";
+      base = *r.bare_sync_ms / 1e3 * *own / h.slowdown;
+    } else if (r.devices > 1) {
+      h = host_sharing(doc, r.devices, threads, cores);
+      base = prof->step * old_wrapper;
+    }
     model::StepEstimate e = model::estimate_step(
-        to_model(*prof, base), r.devices, slow,
+        to_model(*prof, base), r.devices, h.slowdown,
         [&](double n, int p) { return model::AllReduceCost{model::ring_cost(n, p, link), "ring"}; });
     e.step += h.delay;
     const double err = e.step / (r.step_ms / 1e3) - 1.0;
     const bool ok = std::abs(err) <= o.tolerance;
     all_ok = all_ok && ok;
     ++checked;
-    char mh[16] = "-", ph[16] = "-";
+    char mh[16] = "-", ph[16] = "-", bare[16] = "-";
     if (r.comm_hidden) std::snprintf(mh, sizeof(mh), "%.0f%%", 100 * *r.comm_hidden);
     if (r.devices > 1) std::snprintf(ph, sizeof(ph), "%.0f%%", 100 * e.hidden);
-    say("%-7s %7d %9lld %12.2f %13.2f %+7.1f%% %15s %16s %s\n", r.scaling.c_str(), r.devices,
-        static_cast<long long>(r.batch_per_device), r.step_ms, e.step * 1e3, 100 * err, mh, ph,
+    if (r.bare_sync_ms) std::snprintf(bare, sizeof(bare), "%.2f", *r.bare_sync_ms);
+    say("%-7s %7d %9lld %12.2f %9s %13.2f %+7.1f%% %15s %16s %s\n", r.scaling.c_str(), r.devices,
+        static_cast<long long>(r.batch_per_device), r.step_ms, bare, e.step * 1e3, 100 * err, mh, ph,
         ok ? "within tolerance" : "OUTSIDE tolerance");
     vrows.push_back({{"devices", r.devices},
                      {"scaling", r.scaling},
                      {"batch_per_device", r.batch_per_device},
                      {"measured_step_ms", r.step_ms},
+                     {"bare_sync_ms", r.bare_sync_ms ? json(*r.bare_sync_ms) : json(nullptr)},
                      {"projected_step_ms", e.step * 1e3},
                      {"error", err},
                      {"measured_comm_hidden", r.comm_hidden ? json(*r.comm_hidden) : json(nullptr)},
                      {"projected_comm_hidden", r.devices > 1 ? json(e.hidden) : json(nullptr)},
-                     {"slowdown", slow},
+                     {"slowdown", h.slowdown},
+                     {"ddp_own_cost", own ? json(*own) : json(nullptr)},
                      {"sync_delay_ms", h.delay * 1e3},
-                     {"host_sharing", h.measured ? "measured" : "fair share assumed"},
+                     {"host_sharing", r.devices > 1 ? h.source : "-"},
                      {"within_tolerance", ok}});
   }
   say("validation: %s: the model reproduces %d measured step time(s) %s %.0f%%\n",
@@ -735,7 +794,6 @@ json validate(const json& doc, const std::vector<Profile>& profiles, const Optio
   out["rows"] = vrows;
   out["tolerance"] = o.tolerance;
   out["passed"] = checked > 0 && all_ok;
-  out["wrapper_overhead"] = wrapper;
   out["cores"] = cores;
   out["threads_per_rank"] = threads;
   return out;
@@ -841,9 +899,6 @@ int run_ddp_mode(Options& o) {
   }
   if (k == 1) fill_efficiency(rows);
   print_rows(rows);
-  json results = json::array();
-  for (const Row& r : rows) results.push_back(row_json(r));
-  doc["results"] = results;
   json profiles = json::array();
   if (k == 1) {
     // The one-device step of every per-device batch the runs up to K ranks use, for the projection.
@@ -874,6 +929,9 @@ int run_ddp_mode(Options& o) {
           k, h["slowdown"].get<double>(), h["delay_ms"].get<double>());
     }
   }
+  json results = json::array();
+  for (const Row& r : rows) results.push_back(row_json(r));
+  doc["results"] = results;
   doc["profiles"] = profiles;
   write_json(doc, o.json_path);
   return 0;
@@ -898,7 +956,8 @@ int run_merge(Options& o) {
     for (const json& l : doc.value("links", json::array())) links.push_back(l);
     for (const json& h : doc.value("host_sharing", json::array())) sharing.push_back(h);
   }
-  // Repeated runs of one configuration (scaling.sh REPEATS=n) become one row: the run with the median step.
+  // Repeated runs of one configuration (scaling.sh REPEATS=n) become one row: the run with the median
+  // step, with the interleaved bare step of that same run (Note [Interleaved bare steps]).
   std::map<std::pair<std::string, int>, std::vector<Row>> groups;
   for (const Row& r : rows) groups[{r.scaling, r.devices}].push_back(r);
   rows.clear();

@@ -5,7 +5,8 @@
 #
 #   bench/scaling.sh [K] [OUT_DIR]          K ranks at most (default 3), OUT_DIR default bench-results/
 #
-# Environment: BUILD (build dir, default build), MODELS ("mlp cnn"), BATCH (per device, 64), STEPS (20),
+# Environment: BUILD (build dir, default build; SCALING_BIN overrides the program's path), MODELS ("mlp cnn"), BATCH (per device, 64), STEPS (timed
+# steps per run; default 100 for mlp, whose steps take about a millisecond, and 20 for cnn),
 # WARMUP (3), REPEATS (runs of each rank count, interleaved; the merge keeps the median, 1), THREADS
 # (OpenMP threads per rank, 1), DEVICE (cpu or cuda: DDP ranks' device; cuda makes the
 # DataParallel run use every GPU), MPIRUN (default mpirun), MPI_FLAGS (default: Open MPI's flags for
@@ -16,10 +17,9 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K="${1:-3}"
 out="${2:-bench-results}"
 build="${BUILD:-$repo/build}"
-bin="$build/bench/ember_scaling"
+bin="${SCALING_BIN:-$build/bench/ember_scaling}"
 models="${MODELS:-mlp cnn}"
 batch="${BATCH:-64}"
-steps="${STEPS:-20}"
 warmup="${WARMUP:-3}"
 threads="${THREADS:-1}"
 repeats="${REPEATS:-1}"
@@ -35,6 +35,7 @@ mkdir -p "$out"
 export OMP_NUM_THREADS="$threads"
 for m in $models; do
   files=()
+  if [[ -n "${STEPS:-}" ]]; then steps="$STEPS"; elif [[ "$m" == mlp ]]; then steps=100; else steps=20; fi
   for ((r = 1; r <= repeats; ++r)); do
     for ((k = 1; k <= K; ++k)); do
       f="$out/ddp_${m}_${k}.json"

@@ -26,6 +26,8 @@ namespace ember::autograd {
 
 namespace {
 
+std::atomic<NodeBoundaryHook> g_node_boundary_hook{nullptr};  // Note [Node boundary hook]
+
 struct GraphTask;
 
 // A node whose inputs are complete, with those inputs.
@@ -297,6 +299,7 @@ void execute(const std::shared_ptr<GraphTask>& task, const std::shared_ptr<Node>
         }
       }
       for (auto& [next, next_inputs] : now_ready) dispatch_ready(task, std::move(next), std::move(next_inputs));
+      if (const NodeBoundaryHook hook = g_node_boundary_hook.load(std::memory_order_acquire)) hook();
     }
   } catch (...) {
     std::lock_guard<std::mutex> lock(task->mutex);
@@ -504,6 +507,8 @@ tensor_list run_backward(const tensor_list& roots, const tensor_list& grad_roots
 }
 
 }  // namespace
+
+void set_node_boundary_hook(NodeBoundaryHook hook) { g_node_boundary_hook.store(hook, std::memory_order_release); }
 
 void queue_callback(std::function<void()> callback) {
   GraphTask* task = current_task;

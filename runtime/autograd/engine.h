@@ -22,6 +22,15 @@ void backward(const tensor_list& roots, const tensor_list& grad_roots, bool reta
 // backward pass (a hook or a node); the data-parallel reducer uses it to finish its all-reduces.
 void queue_callback(std::function<void()> callback);
 
+// Note [Node boundary hook]
+// One process-wide function that the engine calls after each node it runs, on the thread that ran it
+// (after the node's gradients were handed on, so after AccumulateGrad's hooks), while one is set. The
+// MPI backend sets it to advance its collectives in flight from the threads that compute backward
+// (Note [MPI progress during backward]). It must be cheap when it has nothing to do, and must not throw.
+// nullptr removes it.
+using NodeBoundaryHook = void (*)();
+void set_node_boundary_hook(NodeBoundaryHook hook);
+
 // Sum of gradients of `outputs` w.r.t. `inputs` without touching .grad (torch.autograd.grad).
 tensor_list grad(const tensor_list& outputs, const tensor_list& inputs, const tensor_list& grad_outputs = {},
                  bool retain_graph = false, bool allow_unused = false);

@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <string>
 #include <thread>
 
+#include "runtime/autograd/engine.h"
 #include "tests/testing.h"
 
 namespace ember {
@@ -374,6 +377,54 @@ TEST(AutogradThreads, ConcurrentIndependentBackward) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+// Note [Node boundary hook] (engine.h): called after every node the engine runs, on the thread that ran
+// it, after the node's hooks; removed with nullptr.
+std::atomic<int> g_boundary_calls{0};
+std::mutex g_boundary_mutex;
+std::vector<std::thread::id> g_boundary_threads;
+std::vector<std::string> g_boundary_log;
+void count_boundary() {
+  ++g_boundary_calls;
+  std::lock_guard<std::mutex> lock(g_boundary_mutex);
+  if (std::find(g_boundary_threads.begin(), g_boundary_threads.end(), std::this_thread::get_id()) ==
+      g_boundary_threads.end())
+    g_boundary_threads.push_back(std::this_thread::get_id());
+  g_boundary_log.push_back("node");
+}
+
+TEST(AutogradEngine, NodeBoundaryHookRunsAfterEveryNode) {
+  struct Unset {
+    ~Unset() { autograd::set_node_boundary_hook(nullptr); }
+  } unset;
+  autograd::set_node_boundary_hook(&count_boundary);
+  // The root, sum, exp, mul and x's AccumulateGrad: five nodes.
+  Tensor x = ones({3}, TensorOptions(kFloat64)).requires_grad_();
+  x.register_post_accumulate_grad_hook([](const Tensor&) {
+    std::lock_guard<std::mutex> lock(g_boundary_mutex);
+    g_boundary_log.push_back("accumulated");
+  });
+  (x * 2).exp().sum().backward();
+  EXPECT_EQ(g_boundary_calls.load(), 5);
+  ASSERT_EQ(g_boundary_log.size(), 6u);
+  EXPECT_EQ(g_boundary_log[4], "accumulated");  // AccumulateGrad's hook, then the boundary after it
+  EXPECT_EQ(g_boundary_log[5], "node");
+  EXPECT_EQ(g_boundary_threads.size(), 1u);
+  EXPECT_EQ(g_boundary_threads[0], std::this_thread::get_id());
+  // Nodes on another logical device run on that device's worker thread, and the hook with them.
+  g_boundary_calls = 0;
+  g_boundary_threads.clear();
+  Tensor y = ones({3}, TensorOptions(kFloat64)).requires_grad_();
+  (y.to(Device::cpu(1)) * 3).sum().to(Device::cpu(0)).backward();
+  EXPECT_GE(g_boundary_calls.load(), 5);
+  EXPECT_EQ(g_boundary_threads.size(), 2u);
+  EXPECT_TRUE(values_are(y.grad(), {3}, {3, 3, 3}));
+  // Removed: nothing more is called.
+  autograd::set_node_boundary_hook(nullptr);
+  g_boundary_calls = 0;
+  (x * 2).sum().backward();
+  EXPECT_EQ(g_boundary_calls.load(), 0);
 }
 
 }  // namespace
