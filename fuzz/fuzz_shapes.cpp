@@ -39,14 +39,15 @@ constexpr int64_t kI64Min = std::numeric_limits<int64_t>::min();
 // known sizes, numel of an expand to huge sizes), and null + offset in TensorImpl::data() for an empty view at
 // a storage offset over an empty storage. The reference below throws where PyTorch does (a numel past int64).
 
-// Open finding: an empty tensor whose non-zero sizes multiply past int64 (view of an empty tensor as
-// [2^40, 2^40, 2^40, 0], say) gets contiguous strides that ember saturates at int64's maximum, and later
-// arithmetic on them (byte strides in kernels/iter.cpp's make_iter, among others) overflows. PyTorch shares the
-// problem (its strides wrap). The view ops' own arithmetic is checked (kernels/views.cpp: slice, select,
-// unsqueeze); until the rest is, programs stop at such a tensor: extent_overflows() below. Programs also stop
-// at any empty tensor for now: ops that are linear in a size of an empty tensor (unbind or split of
-// [2^40, 0] into 2^40 views) run out of memory, legitimately but uselessly for fuzzing; a bound on the sizes
-// such ops are asked for would let fuzzing go on past empty tensors.
+// An empty tensor whose non-zero sizes multiply past int64 (view of an empty tensor as [2^40, 2^40, 2^40, 0],
+// say) gets contiguous strides that ember saturates at int64's maximum. PyTorch shares the problem (its
+// strides wrap). The view ops' own arithmetic on them is checked (kernels/views.cpp: slice, select,
+// unsqueeze), and so, since, are the element-wise iterator's and the reductions' dim coalescing
+// (kernels/iter.cpp, kernels/reduce.cpp; ViewsTest.EmptyTensorsWithHugeSizesComputeAsEmpty runs them
+// under UBSan). Other ops on such tensors are not audited, so programs still stop at such a tensor
+// (extent_overflows() below). Programs also stop at any empty tensor: ops that are linear in a size of an
+// empty tensor (unbind or split of [2^40, 0] into 2^40 views) run out of memory, legitimately but uselessly
+// for fuzzing; a bound on the sizes such ops are asked for would let fuzzing go on past empty tensors.
 bool extent_overflows(const std::vector<int64_t>& s) {
   __int128 p = 1;
   for (int64_t d : s) {

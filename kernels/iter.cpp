@@ -68,6 +68,12 @@ StridedIter make_iter(const char* op, const Tensor& out, std::initializer_list<c
     it.elem_size[k] = static_cast<int>(in->element_size());
     ++k;
   }
+  // Nothing to visit. The strides of an empty tensor whose other sizes multiply past int64 are saturated
+  // (contiguous_strides), and the coalescing below would overflow on them.
+  if (it.numel == 0) {
+    it.ndim = 0;
+    return it;
+  }
 
   // Order dims innermost first. For a row-major output this is plain reversal; otherwise sort the
   // dims by the output's strides so that the output is written in memory order.

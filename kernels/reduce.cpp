@@ -56,10 +56,10 @@ DimVector reduced_shape(const Tensor& t, DimMask mask, bool keepdim) {
 }
 
 int64_t reduced_count(const Tensor& t, DimMask mask) {
-  int64_t n = 1;
+  DimVector sizes;
   for (int64_t d = 0; d < t.dim(); ++d)
-    if (reduced(mask, d)) n *= t.size(d);
-  return n;
+    if (reduced(mask, d)) sizes.push_back(t.size(d));
+  return product(sizes);  // 0 if any is (an empty tensor's other sizes may multiply past int64)
 }
 
 DimVector mask_dims(const Tensor& t, DimMask mask) {
@@ -69,7 +69,15 @@ DimVector mask_dims(const Tensor& t, DimMask mask) {
   return dims;
 }
 
+// a * b == c, false where a * b overflows (an empty tensor's saturated strides, contiguous_strides).
+bool product_is(int64_t a, int64_t b, int64_t c) {
+  int64_t p = 0;
+  return !__builtin_mul_overflow(a, b, &p) && p == c;
+}
+
 // Note [Reduction geometry]: kept dims in output order, reduced dims in memory order, both coalesced.
+// Called with at least one output (run_reduce): the kept sizes then multiply within int64, and so do
+// the reduced ones unless one of them is 0 (R = 0, handled below).
 ReduceGeometry make_geometry(const Tensor& in, DimMask mask) {
   struct Dim {
     int64_t size, stride;
@@ -77,20 +85,19 @@ ReduceGeometry make_geometry(const Tensor& in, DimMask mask) {
   ReduceGeometry g;
   g.out_ndim = 0;
   g.red_ndim = 0;
-  int64_t M = 1, R = 1;
+  const int64_t M = product(reduced_shape(in, mask, /*keepdim=*/false));
+  const int64_t R = reduced_count(in, mask);
   Dim red[ReduceGeometry::kMaxDims];
   int nr = 0;
   for (int64_t d = in.dim() - 1; d >= 0; --d) {
     const int64_t size = in.size(d), stride = in.stride(d);
     if (reduced(mask, d)) {
-      R *= size;
       if (size != 1) red[nr++] = {size, stride};
       continue;
     }
-    M *= size;
     if (size == 1) continue;
     const int k = g.out_ndim - 1;
-    if (k >= 0 && g.out_strides[k] * g.out_sizes[k] == stride) {
+    if (k >= 0 && product_is(g.out_strides[k], g.out_sizes[k], stride)) {
       g.out_sizes[k] *= size;
     } else {
       g.out_sizes[k + 1] = size;
@@ -105,7 +112,7 @@ ReduceGeometry make_geometry(const Tensor& in, DimMask mask) {
   std::stable_sort(red, red + nr, [](const Dim& a, const Dim& b) { return a.stride < b.stride; });
   for (int i = 0; i < nr; ++i) {
     const int k = g.red_ndim - 1;
-    if (k >= 0 && g.red_strides[k] * g.red_sizes[k] == red[i].stride) {
+    if (k >= 0 && product_is(g.red_strides[k], g.red_sizes[k], red[i].stride)) {
       g.red_sizes[k] *= red[i].size;
     } else {
       g.red_sizes[k + 1] = red[i].size;
@@ -131,6 +138,7 @@ ReduceGeometry make_geometry(const Tensor& in, DimMask mask) {
 // Runs the kernel: out / indices are contiguous with one element per output.
 void run_reduce(const char* op, ReduceKind kind, const Tensor& in, DimMask mask, const Tensor& out,
                 const Tensor& indices, double correction = 0.0) {
+  if (product(reduced_shape(in, mask, /*keepdim=*/false)) == 0) return;  // no outputs (Note [Reduction geometry])
   const ReduceGeometry g = make_geometry(in, mask);
   if (in.is_cuda()) {
     cuda::check_device(in.device(), op);

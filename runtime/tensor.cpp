@@ -44,8 +44,8 @@ DimVector contiguous_strides(IntArrayRef sizes) {
     s[i] = acc;
     // Past int64 only for a shape with a zero size somewhere (numel is checked), whose strides address
     // nothing: saturate rather than overflow. The view ops check their own stride and offset arithmetic on
-    // them (kernels/views.cpp); other arithmetic on such strides (the byte strides of kernels/iter.cpp) is an
-    // open finding of fuzz/fuzz_shapes.cpp.
+    // them (kernels/views.cpp), the element-wise iterator and the reductions visit nothing of an empty
+    // tensor (kernels/iter.cpp, kernels/reduce.cpp); other ops are not audited (fuzz/fuzz_shapes.cpp).
     if (__builtin_mul_overflow(acc, std::max<int64_t>(sizes[i], 1), &acc)) acc = std::numeric_limits<int64_t>::max();
   }
   return s;

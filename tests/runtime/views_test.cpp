@@ -116,6 +116,28 @@ TEST_P(ViewsTest, SizesNearTheInt64LimitAreCheckedWithoutOverflow) {
   EXPECT_EQ(v.contiguous().numel(), 0);
 }
 
+// An empty tensor whose other sizes multiply past int64 gets saturated strides (contiguous_strides); ops
+// on it compute nothing and must not do arithmetic that overflows on them (under UBSan, the ASan build).
+TEST_P(ViewsTest, EmptyTensorsWithHugeSizesComputeAsEmpty) {
+  constexpr int64_t kBig = int64_t{1} << 40;
+  const std::vector<int64_t> shape = {kBig, kBig, kBig, 0};
+  Tensor e = empty({0}, opts()).view(shape);
+  EXPECT_EQ(e.numel(), 0);
+  auto empty_of = [&](const Tensor& t, IntArrayRef s) { return t.numel() == 0 && t.sizes() == s; };
+  EXPECT_TRUE(empty_of(e + e, shape));
+  EXPECT_TRUE(empty_of(e * 2, shape));
+  EXPECT_TRUE(empty_of(e.neg().relu().exp(), shape));
+  EXPECT_TRUE(empty_of(e.clone(), shape));
+  EXPECT_TRUE(empty_of(e.to(kFloat64), shape));
+  EXPECT_TRUE(empty_of(e.transpose(0, 3).contiguous(), IntArrayRef({0, kBig, kBig, kBig})));
+  EXPECT_TRUE(empty_of(e.add_(1), shape));
+  EXPECT_TRUE(empty_of(e.copy_(e + 1), shape));
+  EXPECT_TRUE(empty_of(e.sum(0), IntArrayRef({kBig, kBig, 0})));
+  EXPECT_EQ(e.sum().item<float>(), 0.0f);
+  // Reducing the zero dim away leaves 2^120 elements: refused, as PyTorch refuses such a numel.
+  EXPECT_EMBER_ERROR(e.sum(3), "int64");
+}
+
 TEST_P(ViewsTest, SqueezeUnsqueezeExpand) {
   Tensor a = iota({3});
   EXPECT_EQ(a.unsqueeze(0).sizes(), IntArrayRef({1, 3}));
