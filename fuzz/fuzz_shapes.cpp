@@ -345,6 +345,17 @@ struct Program {
     apply("flatten(" + std::to_string(a) + ", " + std::to_string(b) + ")", want, [&] { return before.flatten(a, b); });
   }
 
+  // The reference of r.permute(perm): dim i of the result is dim perm[i] of r.
+  Ref permuted(const Ref& r, const Shape& perm) {
+    Shape sizes;
+    for (int64_t d : perm) sizes.push_back(r.sizes[d]);
+    return make_ref(sizes, [&](const Shape& idx) {
+      Shape from(idx.size());
+      for (size_t i = 0; i < idx.size(); ++i) from[perm[i]] = idx[i];
+      return r.at(from);
+    });
+  }
+
   void op_permute() {
     const int64_t n = static_cast<int64_t>(ref.sizes.size());
     Shape dims(in.next() % 6);
@@ -363,16 +374,7 @@ struct Program {
         seen[static_cast<size_t>(*w)] = true;
         src.push_back(*w);
       }
-      if (ok) {
-        Shape sizes;
-        for (int64_t d : src) sizes.push_back(ref.sizes[d]);
-        const Ref& r = ref;
-        want = make_ref(sizes, [&](const Shape& idx) {
-          Shape from(idx.size());
-          for (size_t i = 0; i < idx.size(); ++i) from[src[i]] = idx[i];
-          return r.at(from);
-        });
-      }
+      if (ok) want = permuted(ref, src);
     }
     const Tensor before = t;
     const std::string name = "permute(" + str(dims) + ")";
@@ -393,14 +395,7 @@ struct Program {
     for (int64_t i = 0; i < n; ++i) perm[i] = i;
     if (wa && wb) {
       if (n > 0) std::swap(perm[*wa], perm[*wb]);
-      Shape sizes;
-      for (int64_t d : perm) sizes.push_back(ref.sizes[d]);
-      const Ref& r = ref;
-      want = make_ref(sizes, [&](const Shape& idx) {
-        Shape from(idx.size());
-        for (size_t i = 0; i < idx.size(); ++i) from[perm[i]] = idx[i];
-        return r.at(from);
-      });
+      want = permuted(ref, perm);
     }
     const Tensor before = t;
     const std::string name = "transpose(" + std::to_string(a) + ", " + std::to_string(b) + ")";

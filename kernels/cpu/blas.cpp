@@ -1,6 +1,7 @@
 // CPU GEMM on oneDNN (float32) and OpenBLAS: one ?gemm per batch matrix on strided operands (transposed
 // instead of copied).
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/env_choice.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -129,18 +130,8 @@ blasint checked_blas_int(int64_t v, const char* what) {
 void set_gemm_library(CpuGemmLibrary library) { g_gemm_library.store(static_cast<int>(library)); }
 
 CpuGemmLibrary gemm_library() {
-  int v = g_gemm_library.load(std::memory_order_relaxed);
-  if (v < 0) {
-    const char* env = std::getenv("EMBER_CPU_GEMM");
-    const std::string s = env ? env : "";
-    EMBER_CHECK(s.empty() || s == "onednn" || s == "openblas",
-                "matmul: EMBER_CPU_GEMM must be 'onednn' or 'openblas', got '", s, "'");
-    v = static_cast<int>(s == "openblas" ? CpuGemmLibrary::kOpenBlas : CpuGemmLibrary::kOneDnn);
-    int expected = -1;
-    g_gemm_library.compare_exchange_strong(expected, v);
-    v = g_gemm_library.load();
-  }
-  return static_cast<CpuGemmLibrary>(v);
+  return choice_from_env(g_gemm_library, "EMBER_CPU_GEMM", "matmul", "onednn", CpuGemmLibrary::kOneDnn, "openblas",
+                         CpuGemmLibrary::kOpenBlas);
 }
 
 void gemm(const Tensor& a, const Tensor& b, const Tensor& out, double beta, double alpha) {

@@ -1,5 +1,6 @@
 // CPU convolution: oneDNN where it takes the case, else per-image im2col + OpenBLAS GEMM (Note [CPU convolution]).
 #include "kernels/cpu/conv.h"
+#include "kernels/cpu/env_choice.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -431,18 +432,8 @@ std::atomic<int> g_algorithm{-1};
 void set_conv_algorithm(CpuConvAlgorithm algorithm) { g_algorithm.store(static_cast<int>(algorithm)); }
 
 CpuConvAlgorithm conv_algorithm() {
-  int a = g_algorithm.load(std::memory_order_relaxed);
-  if (a < 0) {
-    const char* env = std::getenv("EMBER_CPU_CONV");
-    const std::string v = env ? env : "";
-    EMBER_CHECK(v.empty() || v == "onednn" || v == "im2col",
-                "conv2d: EMBER_CPU_CONV must be 'onednn' or 'im2col', got '", v, "'");
-    a = static_cast<int>(v == "im2col" ? CpuConvAlgorithm::kIm2col : CpuConvAlgorithm::kOneDnn);
-    int expected = -1;
-    g_algorithm.compare_exchange_strong(expected, a);
-    a = g_algorithm.load();
-  }
-  return static_cast<CpuConvAlgorithm>(a);
+  return choice_from_env(g_algorithm, "EMBER_CPU_CONV", "conv2d", "onednn", CpuConvAlgorithm::kOneDnn, "im2col",
+                         CpuConvAlgorithm::kIm2col);
 }
 
 void conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& out,
